@@ -1,0 +1,61 @@
+"""Serve a trained bird classifier as a Gradio web demo and API.
+
+    BIRD_MODEL=runs/birds python app.py
+
+Settings (options override environment variables):
+  --model / BIRD_MODEL    model folder to serve
+  --top-k / BIRD_TOP_K    classes shown per prediction (default 3)
+  --share / GRADIO_SHARE  also ask Gradio for a public share link
+  GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bird_model.artifacts import ModelFolderError, read_model_folder
+
+MAX_UPLOAD = "25mb"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=os.environ.get("BIRD_MODEL"), help="model folder (default: $BIRD_MODEL)")
+    parser.add_argument("--top-k", type=int, default=int(os.environ.get("BIRD_TOP_K", "3")),
+                        help="classes to show per prediction (default: $BIRD_TOP_K or 3)")
+    parser.add_argument("--share", action="store_true",
+                        default=os.environ.get("GRADIO_SHARE", "").lower() in {"1", "true", "yes"},
+                        help="request a public gradio.live share link (default: $GRADIO_SHARE)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.model:
+        print("app.py: error: no model given; pass --model DIR or set BIRD_MODEL.", file=sys.stderr)
+        return 2
+    try:
+        folder = read_model_folder(Path(args.model))
+        from bird_model.inference import Classifier
+        from bird_model.web import build_demo
+
+        classifier = Classifier(folder)
+    except ModelFolderError as error:
+        print(f"app.py: error: {error}", file=sys.stderr)
+        return 2
+
+    demo = build_demo(classifier, args.top_k, version=str(folder.path))
+    demo.queue().launch(
+        share=args.share, max_file_size=MAX_UPLOAD, allowed_paths=[str(folder.path)], prevent_thread_lock=True
+    )
+    if args.share and not demo.share_url:
+        print(f"Share link unavailable (no route to the share server); still serving locally at {demo.local_url}")
+    demo.block_thread()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Train a bird-species classifier on a folder of photos, publish it, serve it.
+
+The package is split by concern; ``train.py`` and ``app.py`` only wire these modules:
+
+- ``images``: decoding a photo into model-ready RGB pixels (shared by training and serving)
+- ``data``: finding, checking, de-duplicating and splitting a folder-per-class dataset
+- ``sources``: turning ``--data`` specs (local, ``kaggle:``, ``hf:``) into local folders
+- ``model``: the MobileNetV2 classifier
+- ``training``: the two-phase fine-tuning
+- ``evaluation``: metrics and the confusion matrix
+- ``artifacts``: the model folder (write, read, validate)
+- ``hub``: publishing to and downloading from the Hugging Face Hub
+- ``inference``: the serving-time classifier
+"""

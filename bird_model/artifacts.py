@@ -1,0 +1,191 @@
+"""The model folder: the one unit that training writes, the Hub stores and the app serves.
+
+A folder holds ``model.keras`` with its label map, config, metrics, history, confusion
+matrix, dataset report, split, model card and example photos. It is written to a staging
+folder and moved into place only when complete, so a failed run never leaves half a model
+where a good one was, and it is validated as a whole before it is published or served: a
+model paired with another run's labels would give confident wrong answers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from bird_model.data import Dataset, Split
+from bird_model.images import to_rgb
+
+FORMAT_VERSION = 1
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+CONFUSION_FILE = "confusion_matrix.png"
+DATASET_REPORT_FILE = "dataset_report.json"
+SPLIT_FILE = "split.json"
+CARD_FILE = "README.md"
+EXAMPLES_DIR = "examples"
+
+REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
+SERVING_PATTERNS = [MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, f"{EXAMPLES_DIR}/*"]
+"""What the app needs from a published folder; downloads are restricted to these."""
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing, incomplete or inconsistent; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A validated model folder, without the (slow to load) model itself."""
+
+    path: Path
+    classes: list[str]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["image_size"])
+
+    def examples(self) -> list[Path]:
+        folder = self.path / EXAMPLES_DIR
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def check_output_free(output: Path, overwrite: bool) -> None:
+    """Refuse before training to replace an existing run unless the user asked for it."""
+    if output.exists() and not output.is_dir():
+        raise ModelFolderError(f"--output {output} exists and is not a folder.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ModelFolderError(
+            f"--output {output} already holds another run; choose a new folder or pass --overwrite to replace it."
+        )
+
+
+def staging_folder(output: Path) -> Path:
+    """A fresh sibling of ``output`` to write into, so the final move is a same-disk rename."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    staging.chmod(0o755)
+    return staging
+
+
+def commit_folder(staging: Path, output: Path) -> None:
+    """Replace ``output`` with the completed ``staging`` folder."""
+    read_model_folder(staging)
+    if output.exists():
+        shutil.rmtree(output)
+    staging.rename(output)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def labels_document(classes: list[str]) -> dict[str, dict[str, Any]]:
+    return {
+        "id2label": {str(index): name for index, name in enumerate(classes)},
+        "label2id": {name: index for index, name in enumerate(classes)},
+    }
+
+
+def read_model_folder(path: Path) -> ModelFolder:
+    """Load and cross-check a folder's metadata; raises :class:`ModelFolderError` with the reason."""
+    if not path.is_dir():
+        raise ModelFolderError(f"Model folder not found: {path}")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelFolderError(f"Model folder {path} is incomplete: missing {', '.join(missing)}.")
+    labels = _read_json(path / LABELS_FILE)
+    config = _read_json(path / CONFIG_FILE)
+    metrics = _read_json(path / METRICS_FILE)
+    classes = _classes_from_labels(labels, path)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFolderError(
+            f"{path / CONFIG_FILE} has format_version {config.get('format_version')!r}; "
+            f"this version of the app reads {FORMAT_VERSION}."
+        )
+    if config.get("classes") != classes:
+        raise ModelFolderError(
+            f"{path / LABELS_FILE} does not match {CONFIG_FILE}: the label map lists {classes}, "
+            f"the config {config.get('classes')}. The files come from different runs."
+        )
+    return ModelFolder(path=path, classes=classes, config=config, metrics=metrics)
+
+
+def _classes_from_labels(labels: dict[str, Any], path: Path) -> list[str]:
+    try:
+        id2label = {int(index): str(name) for index, name in labels["id2label"].items()}
+    except (KeyError, AttributeError, ValueError) as error:
+        raise ModelFolderError(f"{path / LABELS_FILE} is not a label map with an 'id2label' object.") from error
+    if sorted(id2label) != list(range(len(id2label))) or not id2label:
+        raise ModelFolderError(f"{path / LABELS_FILE} must number its classes 0..N-1 without gaps.")
+    classes = [id2label[index] for index in range(len(id2label))]
+    if len(set(classes)) != len(classes):
+        raise ModelFolderError(f"{path / LABELS_FILE} lists a class name twice.")
+    return classes
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFolderError(f"{path} is not readable JSON ({error}).") from error
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path} should hold a JSON object.")
+    return data
+
+
+def dataset_report(dataset: Dataset) -> dict[str, Any]:
+    """What was used, what was skipped and why, and which photos were grouped as near-identical."""
+    return {
+        "usable": len(dataset.samples),
+        "counts": dataset.counts(),
+        "skipped": [{"path": str(r.path), "reason": r.reason} for r in dataset.rejections],
+        "near_duplicate_groups": [[str(s.path) for s in group] for group in dataset.near_duplicate_groups()],
+    }
+
+
+def split_listing(dataset: Dataset, split: Split) -> dict[str, list[dict[str, str]]]:
+    """Each split's files with content hashes, so a split can be audited or reproduced."""
+    def rows(indices: list[int]) -> list[dict[str, str]]:
+        return [
+            {"path": str(dataset.samples[i].path), "label": dataset.samples[i].label, "sha256": dataset.samples[i].sha256}
+            for i in indices
+        ]
+
+    return {"train": rows(split.train), "validation": rows(split.validation)}
+
+
+def save_examples(folder: Path, dataset: Dataset, split: Split, max_side: int = 320) -> None:
+    """One validation photo per class, scaled down, for the demo's example gallery."""
+    examples = folder / EXAMPLES_DIR
+    examples.mkdir(exist_ok=True)
+    for label in dataset.classes:
+        index = next(
+            (i for i in split.validation + split.train if dataset.samples[i].label == label), None
+        )
+        if index is None:
+            continue
+        with Image.open(dataset.samples[index].path) as image:
+            photo = to_rgb(ImageOps.exif_transpose(image))
+            photo.thumbnail((max_side, max_side))
+            photo.save(examples / f"{_file_stem(label)}.jpg", quality=88)
+
+
+def _file_stem(label: str) -> str:
+    """A portable file name for a class (class names can hold any character)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label).strip("_") or "class"

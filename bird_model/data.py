@@ -1,0 +1,212 @@
+"""Reading a folder-per-class dataset: what is usable, what is not and why, and the split.
+
+Every file under a class folder either becomes a :class:`Sample` or a :class:`Rejection`
+with a reason, so nothing is dropped silently. Photos that are the same picture (byte for
+byte, or nearly: re-encoded, resized, re-cropped a little) are grouped, and a group always
+lands wholly in training or wholly in validation, so validation never grades the model on
+a photo it has effectively seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from bird_model.formats import SUPPORTED_EXTENSIONS
+from bird_model.images import ImageError, load_rgb
+
+NEAR_DUPLICATE_BITS = 6
+"""Two photos whose 64-bit difference hashes differ in at most this many bits are one group."""
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be trained on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+    sha256: str
+    dhash: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """Usable samples (with their decoded pixels, in the same order) and the rejected files."""
+
+    classes: list[str]
+    samples: list[Sample]
+    pixels: np.ndarray
+    rejections: list[Rejection] = field(default_factory=list)
+    groups: list[list[int]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(sample.label for sample in self.samples)
+        return {name: counted[name] for name in self.classes}
+
+    def fingerprint(self) -> str:
+        """One hash for the whole labelled content, independent of folder locations."""
+        lines = sorted(f"{sample.label}\t{sample.sha256}" for sample in self.samples)
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    def near_duplicate_groups(self) -> list[list[Sample]]:
+        return [[self.samples[i] for i in group] for group in self.groups if len(group) > 1]
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[int]
+    validation: list[int]
+
+
+def load_dataset(folders: list[Path], image_size: int, show_progress: bool = True) -> Dataset:
+    """Scan every class folder of every root, decode what is usable, and check the result.
+
+    Several roots merge by class name, which is how new photos are added for retraining.
+    Raises :class:`DatasetError` for a dataset that cannot make a classifier.
+    """
+    candidates, rejections = _list_candidates(folders)
+    samples: list[Sample] = []
+    pixels: list[np.ndarray] = []
+    first_seen: dict[str, Sample] = {}
+    labels_by_hash: dict[str, set[str]] = defaultdict(set)
+    for path, label in tqdm(candidates, desc="Checking photos", unit="photo", disable=not show_progress):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        labels_by_hash[digest].add(label)
+        if digest in first_seen:
+            rejections.append(Rejection(path, f"byte-identical duplicate of {first_seen[digest].path}"))
+            continue
+        try:
+            array = load_rgb(path, image_size)
+        except ImageError as error:
+            rejections.append(Rejection(path, str(error)))
+            continue
+        sample = Sample(path, label, digest, _difference_hash(array))
+        first_seen[digest] = sample
+        samples.append(sample)
+        pixels.append(array)
+
+    conflicting = {digest for digest, labels in labels_by_hash.items() if len(labels) > 1}
+    keep = [i for i, sample in enumerate(samples) if sample.sha256 not in conflicting]
+    for sample in samples:
+        if sample.sha256 in conflicting:
+            names = ", ".join(sorted(labels_by_hash[sample.sha256]))
+            rejections.append(Rejection(sample.path, f"the same file is filed under several classes ({names})"))
+    samples = [samples[i] for i in keep]
+    stacked = np.stack([pixels[i] for i in keep]) if keep else np.zeros((0, image_size, image_size, 3), np.uint8)
+
+    classes = sorted({label for _, label in candidates})
+    dataset = Dataset(classes, samples, stacked, sorted(rejections, key=lambda r: str(r.path)))
+    _check_trainable(dataset, folders)
+    dataset.groups = _group_near_duplicates(samples)
+    return dataset
+
+
+def split_dataset(dataset: Dataset, validation_fraction: float, seed: int) -> Split:
+    """Stratified, reproducible split that keeps each near-duplicate group on one side.
+
+    Each class sends ``round(n * validation_fraction)`` photos (at least one) to
+    validation, taking whole groups in a seeded random order, and always keeps at least
+    one group for training.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise DatasetError(f"--val-split must be between 0 and 1, got {validation_fraction}.")
+    rng = random.Random(seed)
+    groups_by_class: dict[str, list[list[int]]] = defaultdict(list)
+    for group in dataset.groups:
+        groups_by_class[dataset.samples[group[0]].label].append(sorted(group))
+    train: list[int] = []
+    validation: list[int] = []
+    for label in dataset.classes:
+        groups = sorted(groups_by_class[label])
+        rng.shuffle(groups)
+        size = sum(len(group) for group in groups)
+        wanted = max(1, round(size * validation_fraction))
+        taken = 0
+        for position, group in enumerate(groups):
+            is_last = position == len(groups) - 1
+            if taken < wanted and not is_last:
+                validation.extend(group)
+                taken += len(group)
+            else:
+                train.extend(group)
+    return Split(sorted(train), sorted(validation))
+
+
+def _list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
+    """Every non-hidden file one level below a class folder, or why it is not a candidate."""
+    candidates: list[tuple[Path, str]] = []
+    rejections: list[Rejection] = []
+    for root in folders:
+        if not root.is_dir():
+            raise DatasetError(f"Dataset folder not found: {root}")
+        for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for path in sorted(class_dir.rglob("*")):
+                relative = path.relative_to(class_dir)
+                if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                    continue
+                if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                    rejections.append(Rejection(path, f"unsupported file type '{path.suffix or path.name}'"))
+                else:
+                    candidates.append((path, class_dir.name))
+        stray = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        rejections.extend(Rejection(p, "not inside a class folder") for p in stray)
+    return candidates, rejections
+
+
+def _check_trainable(dataset: Dataset, folders: list[Path]) -> None:
+    roots = ", ".join(str(folder) for folder in folders)
+    if not dataset.classes:
+        raise DatasetError(
+            f"No class folders found in {roots}. Expected one sub-folder per class, "
+            "for example DATA/macaw/photo1.jpg and DATA/gray parrot/photo2.jpg."
+        )
+    if len(dataset.classes) < 2:
+        raise DatasetError(f"Only one class ({dataset.classes[0]}) found in {roots}; a classifier needs at least 2.")
+    too_few = {name: count for name, count in dataset.counts().items() if count < 2}
+    if too_few:
+        listed = ", ".join(f"{name} ({count})" for name, count in too_few.items())
+        raise DatasetError(f"Each class needs at least 2 usable photos; these have fewer: {listed}.")
+
+
+def _difference_hash(pixels: np.ndarray) -> int:
+    """64-bit dHash: robust to re-encoding and resizing, cheap to compare."""
+    gray = Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    values = np.asarray(gray, dtype=np.int16)
+    bits = (values[:, 1:] > values[:, :-1]).flatten()
+    return int("".join("1" if bit else "0" for bit in bits), 2)
+
+
+def _group_near_duplicates(samples: list[Sample]) -> list[list[int]]:
+    """Union-find over all pairs within :data:`NEAR_DUPLICATE_BITS`; every sample is in one group."""
+    parent = list(range(len(samples)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    hashes = np.array([sample.dhash for sample in samples], dtype=np.uint64)
+    for i in range(len(samples)):
+        distances = np.array([bin(int(x)).count("1") for x in hashes[i + 1 :] ^ hashes[i]], dtype=np.int64)
+        for j in np.flatnonzero(distances <= NEAR_DUPLICATE_BITS) + i + 1:
+            parent[find(int(j))] = find(i)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(samples)):
+        groups[find(i)].append(i)
+    return sorted(groups.values())

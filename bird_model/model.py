@@ -1,0 +1,75 @@
+"""The classifier: MobileNetV2 features, a small softmax head, and its own input scaling.
+
+The model takes raw 0-255 RGB pixels. Augmentation and MobileNetV2's [-1, 1] scaling are
+layers inside it, so the saved ``model.keras`` carries its preprocessing and a server can
+never scale differently from training (augmentation layers are inactive at inference).
+"""
+
+from __future__ import annotations
+
+import keras
+
+BASE_NAME = "mobilenetv2"
+FEATURES_NAME = "features"
+"""Name of the pooled-feature layer, the input of the head (and of later analyses)."""
+
+
+def build_classifier(num_classes: int, image_size: int, base_weights: str | None, dropout: float = 0.2) -> keras.Model:
+    """MobileNetV2 (frozen) + global average pooling + dropout + softmax.
+
+    ``base_weights`` is ``"imagenet"``, ``None`` for random weights, or a path to a weights
+    file in the layout of ``MobileNetV2(include_top=False)``.
+    """
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
+    x = augmentation()(inputs)
+    x = keras.layers.Rescaling(scale=1 / 127.5, offset=-1.0, name="scale_to_minus1_1")(x)
+    base = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3), include_top=False, weights=base_weights, name=BASE_NAME
+    )
+    base.trainable = False
+    # training=False keeps BatchNormalization in inference mode, also once layers are
+    # unfrozen: updating batch statistics from 16-photo batches would wreck the features.
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_NAME)(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="bird_classifier")
+
+
+def augmentation() -> keras.Sequential:
+    """Flip, small rotation, zoom and shift; Keras skips these layers outside training."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomRotation(0.05, fill_mode="reflect"),
+            keras.layers.RandomZoom(0.15, fill_mode="reflect"),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect"),
+        ],
+        name="augmentation",
+    )
+
+
+def unfreeze_top(model: keras.Model, fraction: float) -> int:
+    """Make the top ``fraction`` of the base's layers trainable, BatchNormalization excepted.
+
+    Returns how many layers became trainable.
+    """
+    base = model.get_layer(BASE_NAME)
+    base.trainable = True
+    first_trainable = int(len(base.layers) * (1 - fraction))
+    unfrozen = 0
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
+        unfrozen += layer.trainable
+    return unfrozen
+
+
+def uncompiled_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights without optimizer state, which is all serving needs.
+
+    Saving the trained model itself would also store Adam's slots (about 10 MB more for
+    every download of the Space).
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,151 @@
+"""One training run from photos to a complete model folder, read top to bottom.
+
+check the output → read and check the photos → split → build → train in two phases →
+evaluate → write the folder (staged, then moved into place).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bird_model import artifacts
+from bird_model.card import render_model_card
+from bird_model.data import Dataset, Split, load_dataset, split_dataset
+from bird_model.evaluation import classification_metrics, save_confusion_matrix
+from bird_model.sources import ResolvedSource
+from bird_model.settings import RunSettings
+
+
+def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifacts.ModelFolder:
+    """Train on ``sources`` and write the model folder at ``settings.output``."""
+    started = time.monotonic()
+    artifacts.check_output_free(settings.output, settings.overwrite)
+    weights = resolve_base_weights(settings.base_weights)
+
+    dataset = load_dataset([source.path for source in sources], settings.image_size)
+    print_dataset_report(dataset)
+    split = split_dataset(dataset, settings.validation_fraction, settings.training.seed)
+    print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
+
+    # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
+    from bird_model.model import build_classifier, uncompiled_copy
+    from bird_model.training import predict_probabilities, train_two_phases
+
+    labels = np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
+    train = (dataset.pixels[split.train], labels[split.train])
+    validation = (dataset.pixels[split.validation], labels[split.validation])
+    model = build_classifier(len(dataset.classes), settings.image_size, weights)
+    histories = train_two_phases(model, train, validation, settings.training)
+
+    metrics = {
+        "validation": classification_metrics(validation[1], predict_probabilities(model, validation[0]), dataset.classes),
+        "training": classification_metrics(train[1], predict_probabilities(model, train[0]), dataset.classes),
+    }
+    config = run_config(sources, settings, dataset, split)
+    staging = artifacts.staging_folder(settings.output)
+    try:
+        uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
+        write_folder_documents(staging, config, metrics, histories, dataset, split)
+        artifacts.commit_folder(staging, settings.output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    folder = artifacts.read_model_folder(settings.output)
+    print_summary(folder, time.monotonic() - started)
+    return folder
+
+
+def resolve_base_weights(option: str) -> str | None:
+    """``imagenet`` and ``none`` are keywords; anything else must be an existing weights file."""
+    if option == "imagenet":
+        return option
+    if option.lower() == "none":
+        return None
+    if not Path(option).is_file():
+        raise FileNotFoundError(f"--base-weights {option}: no such file (use imagenet, none, or a weights file path).")
+    return str(Path(option).resolve())
+
+
+def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Dataset, split: Split) -> dict:
+    """Everything needed to understand, reproduce or serve this run."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "format_version": artifacts.FORMAT_VERSION,
+        "model_name": "bird-classifier-" + "-".join(c.split()[0].lower() for c in dataset.classes)[:60],
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": dataset.classes,
+        "num_classes": len(dataset.classes),
+        "image_size": settings.image_size,
+        "preprocessing": {
+            "decode": "Pillow; EXIF orientation applied; first frame of animations",
+            "color": "8-bit RGB; transparency composited onto white; 16-bit scaled to 8-bit",
+            "resize": f"bilinear to {settings.image_size}x{settings.image_size} (aspect ratio not kept)",
+            "scaling": "inside the model: pixels / 127.5 - 1 (MobileNetV2), input is raw 0-255 RGB",
+        },
+        "base_weights": settings.base_weights,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
+        "training": asdict(settings.training),
+        "dataset": {
+            "sources": [{"spec": source.spec, **source.provenance} for source in sources],
+            "fingerprint": dataset.fingerprint(),
+            "usable": len(dataset.samples),
+            "rejected": len(dataset.rejections),
+            "validation_fraction": settings.validation_fraction,
+            "split_counts": {
+                "train": _class_counts(dataset, split.train),
+                "validation": _class_counts(dataset, split.validation),
+            },
+        },
+    }
+
+
+def write_folder_documents(
+    folder: Path, config: dict, metrics: dict, histories: dict, dataset: Dataset, split: Split
+) -> None:
+    artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
+    artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
+    artifacts.write_json(folder / artifacts.METRICS_FILE, metrics)
+    artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
+    artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
+    artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
+    save_confusion_matrix(metrics["validation"]["confusion_matrix"], dataset.classes, folder / artifacts.CONFUSION_FILE)
+    render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
+    artifacts.save_examples(folder, dataset, split)
+
+
+def print_dataset_report(dataset: Dataset) -> None:
+    print(f"Dataset: {len(dataset.samples)} usable photos in {len(dataset.classes)} classes")
+    for name, count in dataset.counts().items():
+        print(f"  {count:5d}  {name}")
+    if dataset.rejections:
+        print(f"Skipped {len(dataset.rejections)} files:")
+        for rejection in dataset.rejections:
+            print(f"  {rejection.path}: {rejection.reason}")
+    groups = dataset.near_duplicate_groups()
+    if groups:
+        print(f"{len(groups)} groups of near-identical photos, each kept on one side of the split")
+
+
+def print_summary(folder: artifacts.ModelFolder, seconds: float) -> None:
+    validation = folder.metrics["validation"]
+    print(
+        f"Done in {seconds:.0f} s. Validation accuracy {validation['accuracy']:.2%} "
+        f"({validation['correct']}/{validation['count']}), macro F1 {validation['macro_f1']:.3f}, "
+        f"training accuracy {folder.metrics['training']['accuracy']:.2%}."
+    )
+    print(f"Model folder: {folder.path}")
+
+
+def _class_counts(dataset: Dataset, indices: list[int]) -> dict[str, int]:
+    counts = {name: 0 for name in dataset.classes}
+    for index in indices:
+        counts[dataset.samples[index].label] += 1
+    return counts

@@ -1,0 +1,424 @@
+"""Turning a ``--data`` spec into a folder-per-class dataset on local disk, with its exact version.
+
+A spec is one of:
+
+- ``kaggle:OWNER/DATASET[@VERSION][/SUB/FOLDER]``: a Kaggle dataset, downloaded and cached by
+  kagglehub. ``@VERSION`` pins a dataset version; only a pinned version is served from the
+  cache without asking Kaggle, so it also works offline.
+- ``hf:OWNER/NAME[@REVISION][/SUB/FOLDER]`` (or a full ``hf://datasets/...`` URI): a dataset
+  repo on the Hugging Face Hub (``HF_ENDPOINT``), fetched and cached by huggingface_hub. The
+  grammar is huggingface_hub's own, so ``refs/pr/N`` works and another revision containing
+  ``/`` is written with ``%2F``.
+- anything else: a folder on local disk.
+
+Downloads often wrap the classes in an extra folder (the Kaggle dataset
+``muhammadadeelkaggle/birds-dataset`` keeps them under ``Birds dataset/``), so the class root
+is discovered rather than assumed, and ``/SUB/FOLDER`` picks one when several qualify. Each
+source records its provenance (Hub commit sha, Kaggle version number, absolute local path) so a
+trained model can say exactly which data it saw. Every failure a user can fix is a
+:class:`DataSourceError` whose one-line message says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import httpx2
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import parse_hf_uri, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HfUriError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from bird_model.formats import SUPPORTED_EXTENSIONS
+
+KAGGLE_PREFIX = "kaggle:"
+HF_PREFIX = "hf:"
+KAGGLE_FORM = "kaggle:OWNER/DATASET[@VERSION][/SUBFOLDER]"
+HF_FORM = "hf:OWNER/NAME[@REVISION][/SUBFOLDER]"
+SPEC_FORMS = f"a local folder, {KAGGLE_FORM} or {HF_FORM}"
+
+MIN_CLASSES = 2
+"""A classifier needs at least two classes, so a class root has at least two class folders."""
+
+KAGGLE_WEB = "https://www.kaggle.com"
+KAGGLE_CREDENTIALS_HOWTO = (
+    "create an API token at https://www.kaggle.com/settings/api and either put it in "
+    "~/.kaggle/kaggle.json ({\"username\": ..., \"key\": ...}) or set KAGGLE_USERNAME and KAGGLE_KEY "
+    "(a new-style token also works as KAGGLE_API_TOKEN or ~/.kaggle/access_token); "
+    "kagglehub.login() only helps when called in the same Python process"
+)
+
+_KAGGLE_SPEC = re.compile(
+    r"(?P<owner>[A-Za-z0-9][\w-]*)/(?P<dataset>[A-Za-z0-9][\w.-]*)"
+    r"(?:@(?P<version>[1-9][0-9]*))?(?:/(?P<subfolder>.+))?"
+)
+
+
+class DataSourceError(Exception):
+    """A ``--data`` spec that cannot become a dataset; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A folder-per-class dataset on local disk and where exactly it came from.
+
+    ``provenance`` holds strings only, so it can go into model metadata as is. Every source
+    has ``type`` and ``subfolder`` (the class root relative to the source's top folder,
+    ``.`` for the top folder itself); ``kaggle`` adds ``handle`` and ``version``, ``hf`` adds
+    ``repo_id``, ``revision`` and ``commit``, ``local`` adds the absolute ``path``.
+    """
+
+    spec: str
+    path: Path
+    provenance: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _KaggleTarget:
+    owner: str
+    dataset: str
+    version: int | None
+    subfolder: str
+
+    @property
+    def handle(self) -> str:
+        """kagglehub's handle: ``owner/dataset`` or ``owner/dataset/versions/N``."""
+        base = f"{self.owner}/{self.dataset}"
+        return base if self.version is None else f"{base}/versions/{self.version}"
+
+    @property
+    def url(self) -> str:
+        return f"{KAGGLE_WEB}/datasets/{self.handle}"
+
+
+@dataclass(frozen=True)
+class _HubTarget:
+    repo_id: str
+    revision: str | None
+    subfolder: str
+
+    @property
+    def url(self) -> str:
+        return f"{hf_constants.ENDPOINT}/datasets/{self.repo_id}"
+
+
+def resolve_source(spec: str) -> ResolvedSource:
+    """Turn a ``--data`` spec into the local class root, downloading (or reusing a cached copy) if needed."""
+    if not spec.strip():
+        raise DataSourceError(f"--data is empty; give {SPEC_FORMS}.")
+    if spec.startswith(KAGGLE_PREFIX):
+        return _resolve_kaggle(spec)
+    if spec.startswith(HF_PREFIX):
+        return _resolve_hf(spec)
+    return _resolve_local(spec)
+
+
+def find_class_root(folder: Path, spec: str) -> Path:
+    """Find the one folder under ``folder`` that is laid out folder-per-class.
+
+    A class root has at least :data:`MIN_CLASSES` visible sub-folders that each directly hold
+    an image. The walk is breadth-first and does not descend into a class root, so class
+    folders that happen to contain image sub-folders of their own are not mistaken for
+    datasets. Hidden files and folders (``.git``, ``.cache``, macOS ``._*`` files) are
+    ignored. ``spec`` is only used to word the errors, so that their hints can be pasted back
+    as ``--data``.
+    """
+    if not folder.is_dir():
+        raise DataSourceError(f"{spec!r}: {folder} is not a folder; expected one sub-folder per class of images.")
+    class_roots, loose_image_folders = _scan(folder)
+    if len(class_roots) == 1:
+        return class_roots[0]
+    if class_roots:
+        raise _ambiguous(spec, [_relative(root, folder) for root in class_roots])
+    if loose_image_folders:
+        where = _describe_folder(_relative(loose_image_folders[0], folder))
+        raise DataSourceError(
+            f"{spec!r} is not laid out folder-per-class: images sit directly in {where} and no folder has "
+            f"{MIN_CLASSES} or more sub-folders of images; expected ROOT/CLASS/IMAGE, one sub-folder per class "
+            f"(e.g. ROOT/sparrow/1.jpg, ROOT/robin/2.jpg)."
+        )
+    raise DataSourceError(
+        f"{spec!r} holds no images ({', '.join(sorted(SUPPORTED_EXTENSIONS))}; hidden files are ignored); "
+        f"expected ROOT/CLASS/IMAGE, one sub-folder per class."
+    )
+
+
+# Local folders
+
+
+def _resolve_local(spec: str) -> ResolvedSource:
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DataSourceError(f"--data {spec!r} {problem}; give {SPEC_FORMS}.")
+    top = folder.resolve()
+    class_root = find_class_root(top, spec)
+    provenance = {"type": "local", "path": str(top), "subfolder": _relative(class_root, top)}
+    return ResolvedSource(spec, class_root, provenance)
+
+
+# Kaggle
+
+
+def _resolve_kaggle(spec: str) -> ResolvedSource:
+    target = _parse_kaggle(spec)
+    download, version = _download_kaggle(target)
+    class_root = find_class_root(_enter_subfolder(download, target.subfolder, spec), spec)
+    provenance = {
+        "type": "kaggle",
+        "handle": f"{target.owner}/{target.dataset}",
+        "version": version,
+        "subfolder": _relative(class_root, download),
+    }
+    return ResolvedSource(spec, class_root, provenance)
+
+
+def _parse_kaggle(spec: str) -> _KaggleTarget:
+    match = _KAGGLE_SPEC.fullmatch(spec[len(KAGGLE_PREFIX) :].rstrip("/"))
+    if match is None:
+        raise DataSourceError(
+            f"{spec!r} is not a valid Kaggle spec; expected {KAGGLE_FORM}, "
+            f"e.g. kaggle:muhammadadeelkaggle/birds-dataset."
+        )
+    version = match["version"]
+    return _KaggleTarget(
+        owner=match["owner"],
+        dataset=match["dataset"],
+        version=int(version) if version else None,
+        subfolder=_checked_subfolder(match["subfolder"] or "", spec),
+    )
+
+
+def _import_kagglehub() -> ModuleType:
+    """kagglehub is optional: only ``kaggle:`` specs need it, so it is imported here, not at module level."""
+    try:
+        import kagglehub
+    except ImportError as error:
+        raise DataSourceError("kaggle: specs need the kagglehub package: pip install kagglehub") from error
+    return kagglehub
+
+
+def _download_kaggle(target: _KaggleTarget) -> tuple[Path, str]:
+    """Download (or reuse the cached copy of) a dataset; return its folder and the version it is.
+
+    ``dataset_download`` returns only a path, and only the HTTP resolver's cache path spells
+    the version (``.../versions/N``); kagglehub's tracker records the version every resolver
+    (HTTP, Kaggle notebook, Colab) actually returned, keyed by the requested handle.
+    """
+    kagglehub = _import_kagglehub()
+    import requests
+    from kagglehub.config import get_kaggle_credentials
+    from kagglehub.exceptions import DataCorruptionError, KaggleApiHTTPError, UnauthenticatedError
+    from kagglehub.handle import parse_dataset_handle
+    from kagglehub.tracker import get_accessed_datasources
+
+    try:
+        download = Path(kagglehub.dataset_download(target.handle))
+    except KaggleApiHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        raise _kaggle_refusal(target, status, has_credentials=get_kaggle_credentials() is not None) from error
+    except UnauthenticatedError as error:
+        raise _kaggle_refusal(target, 401, has_credentials=False) from error
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise DataSourceError(
+            f"Cannot reach Kaggle to download {target.handle} ({type(error).__name__}); check the network "
+            f"connection and proxy settings (HTTPS_PROXY), then retry; a version downloaded before is reused "
+            f"offline only when pinned, e.g. kaggle:{target.owner}/{target.dataset}@N."
+        ) from error
+    except (requests.RequestException, DataCorruptionError) as error:
+        raise DataSourceError(
+            f"Downloading {target.handle} from Kaggle failed ({type(error).__name__}: {_first_line(error)}); retry."
+        ) from error
+    except ValueError as error:  # kagglehub's own: a malformed kaggle.json, an unreadable archive
+        raise DataSourceError(f"kagglehub could not download {target.handle}: {_first_line(error)}") from error
+    version = get_accessed_datasources().get(parse_dataset_handle(target.handle))
+    return download, "unknown" if version is None else str(version)
+
+
+def _kaggle_refusal(target: _KaggleTarget, status: int | None, *, has_credentials: bool) -> DataSourceError:
+    """Word Kaggle's HTTP refusals; without credentials, Kaggle answers a private dataset like a missing one."""
+    if status == 401 and has_credentials:
+        return DataSourceError(
+            f"Kaggle rejected your credentials (HTTP 401) for {target.handle}; they may be wrong or revoked: "
+            f"{KAGGLE_CREDENTIALS_HOWTO}."
+        )
+    if status == 401:
+        return DataSourceError(f"Kaggle needs credentials to download {target.handle}: {KAGGLE_CREDENTIALS_HOWTO}.")
+    missing = (
+        ""
+        if has_credentials
+        else f"; no Kaggle credentials were found, and private datasets need them: {KAGGLE_CREDENTIALS_HOWTO}"
+    )
+    if status == 403:
+        return DataSourceError(
+            f"Kaggle denied access to {target.handle} (HTTP 403); if the dataset asks for consent, accept its "
+            f"terms at {target.url}{missing}."
+        )
+    if status == 404:
+        return DataSourceError(
+            f"Kaggle has no dataset {target.handle} (HTTP 404); check the owner, name and version at "
+            f"{target.url}{missing}."
+        )
+    return DataSourceError(f"Kaggle answered HTTP {status} for {target.handle}; retry later.")
+
+
+# Hugging Face Hub
+
+
+def _resolve_hf(spec: str) -> ResolvedSource:
+    target = _parse_hf(spec)
+    download = _download_hf(target)
+    class_root = find_class_root(_enter_subfolder(download, target.subfolder, spec), spec)
+    provenance = {
+        "type": "hf",
+        "repo_id": target.repo_id,
+        "revision": target.revision or hf_constants.DEFAULT_REVISION,
+        # snapshot_download returns <cache>/snapshots/<commit sha>, never a branch or tag name, and it
+        # does so offline from the cache too, where asking HfApi().dataset_info for the sha would fail.
+        "commit": download.name,
+        "subfolder": _relative(class_root, download),
+    }
+    return ResolvedSource(spec, class_root, provenance)
+
+
+def _parse_hf(spec: str) -> _HubTarget:
+    """Parse with huggingface_hub's own URI grammar, so revisions and repo ids are validated its way."""
+    rest = spec[len(HF_PREFIX) :]
+    uri_text = f"{HF_PREFIX}{rest}" if rest.startswith("//") else f"hf://datasets/{rest}"
+    try:
+        uri = parse_hf_uri(uri_text)
+    except HfUriError as error:
+        raise DataSourceError(f"{spec!r} is not a valid Hub spec ({error.msg.strip()}); expected {HF_FORM}.") from error
+    if uri.type != "dataset":
+        raise DataSourceError(f"{spec!r} names a {uri.type} repo; --data takes a dataset repo: {HF_FORM}.")
+    return _HubTarget(uri.id, uri.revision, _checked_subfolder(uri.path_in_repo, spec))
+
+
+def _download_hf(target: _HubTarget) -> Path:
+    """Fetch (or reuse the cached snapshot of) a Hub dataset repo, turning its failures into advice."""
+    revision = target.revision or hf_constants.DEFAULT_REVISION
+    where = f"{target.repo_id}@{revision}"
+    try:
+        return Path(snapshot_download(target.repo_id, repo_type="dataset", revision=target.revision))
+    except RevisionNotFoundError as error:
+        raise DataSourceError(
+            f"The Hub dataset {target.repo_id} has no revision {revision!r}; use a branch, tag or commit "
+            f"listed at {target.url}/commits/main."
+        ) from error
+    except GatedRepoError as error:
+        raise DataSourceError(
+            f"The Hub dataset {target.repo_id} is gated; accept its conditions at {target.url} and log in "
+            f"(hf auth login, or set HF_TOKEN)."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise DataSourceError(
+            f"There is no dataset {target.repo_id} on the Hub at {hf_constants.ENDPOINT}; check the name at "
+            f"{target.url}, and if it is private log in (hf auth login, or set HF_TOKEN)."
+        ) from error
+    except HfHubHTTPError as error:
+        raise DataSourceError(
+            f"The Hub refused {where} (HTTP {error.response.status_code}: {_first_line(error)}); "
+            f"check HF_TOKEN and retry later."
+        ) from error
+    except LocalEntryNotFoundError as error:
+        raise DataSourceError(
+            f"Cannot reach the Hub at {hf_constants.ENDPOINT} and no complete copy of {where} is cached; check "
+            f"the network connection, proxy settings (HTTPS_PROXY), HF_ENDPOINT and HF_HUB_OFFLINE, then retry."
+        ) from error
+    except httpx2.TransportError as error:
+        raise DataSourceError(
+            f"The network failed while downloading {where} from {hf_constants.ENDPOINT} "
+            f"({type(error).__name__}: {_first_line(error)}); check the connection and proxy settings, then retry."
+        ) from error
+
+
+# Shared helpers
+
+
+def _checked_subfolder(subfolder: str, spec: str) -> str:
+    """Refuse sub-folder paths that could leave the download or that mean nothing (``a//b``, ``./a``)."""
+    if subfolder and any(part in ("", ".", "..") for part in subfolder.split("/")):
+        raise DataSourceError(
+            f"{spec!r}: the sub-folder {subfolder!r} must be a plain relative path such as 'Birds dataset' "
+            f"(no empty, '.' or '..' parts)."
+        )
+    return subfolder
+
+
+def _enter_subfolder(download: Path, subfolder: str, spec: str) -> Path:
+    if not subfolder:
+        return download
+    folder = download / subfolder
+    if not folder.is_dir():
+        present = ", ".join(repr(path.name) for path in _visible_subfolders(download)) or "none"
+        raise DataSourceError(
+            f"{spec!r}: the download has no folder {subfolder!r}; its top-level folders are: {present}."
+        )
+    return folder
+
+
+def _scan(top: Path) -> tuple[list[Path], list[Path]]:
+    """Walk breadth-first; return the class roots (not descended into) and the folders with loose images."""
+    class_roots: list[Path] = []
+    loose_image_folders: list[Path] = []
+    seen: set[Path] = set()
+    queue = deque([top])
+    while queue:
+        folder = queue.popleft()
+        if folder.resolve() in seen:  # a symlinked folder loop
+            continue
+        seen.add(folder.resolve())
+        if _holds_images(folder):
+            loose_image_folders.append(folder)
+        subfolders = _visible_subfolders(folder)
+        if sum(1 for sub in subfolders if _holds_images(sub)) >= MIN_CLASSES:
+            class_roots.append(folder)
+        else:
+            queue.extend(subfolders)
+    return class_roots, loose_image_folders
+
+
+def _visible_subfolders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith(".") and entry.is_dir())
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(
+        not entry.name.startswith(".") and entry.suffix.lower() in SUPPORTED_EXTENSIONS and entry.is_file()
+        for entry in folder.iterdir()
+    )
+
+
+def _ambiguous(spec: str, candidates: list[str]) -> DataSourceError:
+    listed = ", ".join(repr(candidate) for candidate in candidates)
+    example = shlex.quote(f"{spec.rstrip('/')}/{candidates[0]}")
+    return DataSourceError(
+        f"{spec!r} holds several folder-per-class datasets: {listed}; pick one by appending its path to the "
+        f"spec, e.g. --data {example}."
+    )
+
+
+def _relative(path: Path, top: Path) -> str:
+    return path.relative_to(top).as_posix()
+
+
+def _describe_folder(relative: str) -> str:
+    return "the top folder" if relative == "." else repr(relative)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

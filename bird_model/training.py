@@ -1,0 +1,97 @@
+"""Two-phase fine-tuning: train the head on a frozen base, then the base's top layers gently.
+
+Phase 1 (Adam 1e-3) fits the new head without disturbing pretrained features. Phase 2
+(Adam 1e-4) unfreezes the top of MobileNetV2 so its features adapt to birds; the low rate
+and BatchNormalization kept in inference mode stop it from forgetting what it knew.
+Both phases stop early on validation loss and keep their best weights.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bird_model.model import unfreeze_top
+from bird_model.settings import TrainingOptions
+
+
+def train_two_phases(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    options: TrainingOptions,
+    verbose: int = 2,
+) -> dict[str, dict[str, list[float]]]:
+    """Fit ``model`` in place and return each phase's Keras history."""
+    keras.utils.set_random_seed(options.seed)
+    train_data = _batches(*train, options.batch_size, shuffle_seed=options.seed)
+    validation_data = _batches(*validation, options.batch_size)
+
+    print(f"Phase 1: head only, base frozen, up to {options.epochs} epochs")
+    _compile(model, options.learning_rate)
+    # shuffle=False: the tf.data pipeline already reshuffles every epoch, with the seed.
+    head = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=options.epochs,
+        callbacks=_callbacks(options),
+        shuffle=False,
+        verbose=verbose,
+    )
+    histories = {"phase1": _plain(head.history)}
+    if options.fine_tune_epochs > 0:
+        unfrozen = unfreeze_top(model, options.fine_tune_fraction)
+        print(f"Phase 2: top {options.fine_tune_fraction:.0%} of the base ({unfrozen} layers) unfrozen, "
+              f"up to {options.fine_tune_epochs} epochs")
+        _compile(model, options.fine_tune_learning_rate)
+        fine = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=options.fine_tune_epochs,
+            callbacks=_callbacks(options),
+            shuffle=False,
+            verbose=verbose,
+        )
+        histories["phase2"] = _plain(fine.history)
+    return histories
+
+
+def predict_probabilities(model: keras.Model, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities for uint8 pixels, in batches to bound memory."""
+    return model.predict(_batches(pixels, None, batch_size), verbose=0)
+
+
+def _batches(
+    pixels: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None
+) -> tf.data.Dataset:
+    tensors = pixels if labels is None else (pixels, labels)
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(pixels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _to_float(*tensors: tf.Tensor) -> tuple[tf.Tensor, ...] | tf.Tensor:
+    pixels = tf.cast(tensors[0], tf.float32)
+    return (pixels, *tensors[1:]) if len(tensors) > 1 else pixels
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _callbacks(options: TrainingOptions) -> list[keras.callbacks.Callback]:
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, options.patience // 2)),
+    ]
+
+
+def _plain(history: dict[str, list]) -> dict[str, list[float]]:
+    """JSON-ready copy of a Keras history."""
+    return {name: [float(value) for value in values] for name, values in history.items()}

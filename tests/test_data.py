@@ -1,0 +1,117 @@
+"""Dataset check and split: nothing dropped silently, splits reproducible, no leakage."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bird_model.data import DatasetError, load_dataset, split_dataset
+from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
+
+COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
+
+
+def reasons(dataset) -> dict[str, str]:
+    return {rejection.path.name: rejection.reason for rejection in dataset.rejections}
+
+
+def test_every_unusable_file_is_reported_with_its_reason(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=3)
+    (root / "red" / "notes.txt").write_text("hello")
+    (root / "red" / "empty.jpg").write_bytes(b"")
+    (root / "blue" / "fake.png").write_bytes(b"not a png")
+    Image.new("RGB", (4, 4)).save(root / "blue" / "tiny.png")
+    shutil.copy(root / "green" / "0.png", root / "green" / "copy.png")
+    (root / ".hidden").mkdir()
+    (root / "red" / ".DS_Store").write_bytes(b"junk")
+    (root / "stray.jpg").write_bytes(b"x")
+
+    dataset = load_dataset([root], 32, show_progress=False)
+
+    found = reasons(dataset)
+    assert found["notes.txt"] == "unsupported file type '.txt'"
+    assert found["empty.jpg"] == "The file is empty."
+    assert "not an image" in found["fake.png"]
+    assert "too small" in found["tiny.png"]
+    assert "byte-identical duplicate" in found["copy.png"]
+    assert found["stray.jpg"] == "not inside a class folder"
+    assert ".DS_Store" not in found
+    assert dataset.classes == ["blue", "green", "red"]
+    assert dataset.counts() == {"blue": 3, "green": 3, "red": 3}
+    assert dataset.pixels.shape == (9, 32, 32, 3)
+
+
+def test_the_same_file_under_two_classes_is_not_used(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=3)
+    shutil.copy(root / "red" / "0.png", root / "blue" / "confusing.png")
+    dataset = load_dataset([root], 32, show_progress=False)
+    assert "several classes (blue, red)" in reasons(dataset)["confusing.png"]
+    assert not any(sample.path.name == "0.png" and sample.label == "red" for sample in dataset.samples)
+    assert dataset.counts() == {"blue": 3, "green": 3, "red": 2}
+
+
+def test_several_roots_merge_by_class_name(tmp_path: Path) -> None:
+    old = make_dataset(tmp_path / "old", COLOURS, per_class=2)
+    new = make_dataset(tmp_path / "new", {"red": COLOURS["red"], "purple": (150, 40, 150)}, per_class=2, start_seed=50)
+    dataset = load_dataset([old, new], 32, show_progress=False)
+    assert dataset.counts() == {"blue": 2, "green": 2, "purple": 2, "red": 4}
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "No class folders found"),
+        ({"red": 3}, "Only one class"),
+        ({"red": 3, "blue": 1}, r"at least 2 usable photos; these have fewer: blue \(1\)"),
+    ],
+)
+def test_untrainable_datasets_are_refused(tmp_path: Path, layout: dict[str, int], message: str) -> None:
+    root = tmp_path / "d"
+    root.mkdir()
+    for name, count in layout.items():
+        make_dataset(root, {name: COLOURS[name]}, per_class=count)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset([root], 32, show_progress=False)
+
+
+def test_split_is_stratified_and_reproducible(tmp_path: Path) -> None:
+    dataset = load_dataset([make_dataset(tmp_path / "d", COLOURS, per_class=10)], 32, show_progress=False)
+    first = split_dataset(dataset, 0.2, seed=7)
+    assert first == split_dataset(dataset, 0.2, seed=7)
+    assert first != split_dataset(dataset, 0.2, seed=8)
+    labels = [dataset.samples[i].label for i in first.validation]
+    assert sorted(labels) == sorted(["red", "blue", "green"] * 2)
+    assert not set(first.train) & set(first.validation)
+    assert len(first.train) + len(first.validation) == 30
+
+
+def test_near_duplicates_never_straddle_the_split(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=6)
+    for index in range(6):
+        with Image.open(root / "red" / f"{index}.png") as image:
+            image.resize((40, 40)).save(root / "red" / f"{index}-small.jpg", quality=80)
+    dataset = load_dataset([root], 32, show_progress=False)
+    assert len(dataset.near_duplicate_groups()) == 6
+    for seed in range(10):
+        split = split_dataset(dataset, 0.3, seed)
+        for group in dataset.groups:
+            sides = {index in split.validation for index in group}
+            assert len(sides) == 1, f"seed {seed}: group {group} straddles the split"
+
+
+def test_two_photo_classes_keep_one_on_each_side(tmp_path: Path) -> None:
+    dataset = load_dataset([make_dataset(tmp_path / "d", COLOURS, per_class=2)], 32, show_progress=False)
+    split = split_dataset(dataset, 0.2, seed=1)
+    assert len(split.train) == 3 and len(split.validation) == 3
+
+
+@needs_parrots
+def test_reference_dataset_is_read_whole_with_its_near_pairs_grouped() -> None:
+    dataset = load_dataset([PARROTS], 64, show_progress=False)
+    assert len(dataset.samples) == 203 and not dataset.rejections
+    assert sum(s.path.suffix == ".webp" for s in dataset.samples) == 13
+    grouped = {frozenset(s.path.name for s in group) for group in dataset.near_duplicate_groups()}
+    assert frozenset({"Green parrot (25).jpg", "Green parrot (7).jpg"}) in grouped

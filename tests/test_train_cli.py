@@ -1,0 +1,66 @@
+"""train.py as a user runs it: a complete model folder, or a clear refusal and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bird_model.artifacts import read_model_folder
+from tests.conftest import make_dataset, run_script
+
+FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "--image-size", "32")
+
+
+def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    assert result.returncode == 0, result.stderr
+    assert "Dataset: 12 usable photos in 2 classes" in result.stdout
+    assert "Validation accuracy" in result.stdout
+
+    folder = read_model_folder(output)
+    assert folder.classes == ["blue bird", "red bird"]
+    names = {p.name for p in output.iterdir()}
+    assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
+            "confusion_matrix.png", "dataset_report.json", "split.json", "examples"} <= names
+    assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
+    assert folder.config["image_size"] == 32 and folder.config["base_weights"] == "none"
+    assert folder.config["dataset"]["split_counts"]["validation"] == {"blue bird": 1, "red bird": 1}
+    split = json.loads((output / "split.json").read_text())
+    assert len(split["train"]) == 10 and all(len(row["sha256"]) == 64 for row in split["validation"])
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: keras" in card and "pipeline_tag: image-classification" in card
+    assert set(folder.metrics["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
+    assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
+
+
+def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "model.keras").write_text("an earlier model")
+    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    assert result.returncode == 2
+    assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
+    assert (output / "model.keras").read_text() == "an earlier model"
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [({}, "holds no images"), ({"red": (200, 0, 0)}, "is not laid out folder-per-class")],
+)
+def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, message: str) -> None:
+    data = make_dataset(tmp_path / "d", classes, per_class=3) if classes else tmp_path / "d"
+    data.mkdir(exist_ok=True)
+    result = run_script("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_weights_file_is_named(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
+    assert result.returncode == 2
+    assert "--base-weights nope.h5: no such file" in result.stderr
