@@ -3,7 +3,10 @@
     BIRD_MODEL=runs/birds python app.py
 
 Settings (options override environment variables):
-  --model / BIRD_MODEL    model folder to serve
+  --model / BIRD_MODEL    model folder, or Hugging Face Hub repo id OWNER/NAME
+  --revision / BIRD_MODEL_REVISION   branch, tag or commit of a Hub model (default main)
+  HF_TOKEN                token for a private Hub model
+  HF_HUB_OFFLINE=1        serve the cached copy of a Hub model without network
   --top-k / BIRD_TOP_K    classes shown per prediction (default 3)
   --share / GRADIO_SHARE  also ask Gradio for a public share link
   GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
@@ -14,16 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from bird_model.artifacts import ModelFolderError, read_model_folder
+from bird_model.artifacts import ModelFolderError
+from bird_model.hub import HubError, fetch_model
 
 MAX_UPLOAD = "25mb"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("BIRD_MODEL"), help="model folder (default: $BIRD_MODEL)")
+    parser.add_argument("--model", default=os.environ.get("BIRD_MODEL"),
+                        help="model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL)")
+    parser.add_argument("--revision", default=os.environ.get("BIRD_MODEL_REVISION") or None,
+                        help="branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or main)")
     parser.add_argument("--top-k", type=int, default=int(os.environ.get("BIRD_TOP_K", "3")),
                         help="classes to show per prediction (default: $BIRD_TOP_K or 3)")
     parser.add_argument("--share", action="store_true",
@@ -35,19 +41,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.model:
-        print("app.py: error: no model given; pass --model DIR or set BIRD_MODEL.", file=sys.stderr)
+        print("app.py: error: no model given; pass --model DIR_OR_REPO or set BIRD_MODEL.", file=sys.stderr)
         return 2
     try:
-        folder = read_model_folder(Path(args.model))
+        fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN"))
         from bird_model.inference import Classifier
         from bird_model.web import build_demo
 
-        classifier = Classifier(folder)
-    except ModelFolderError as error:
+        classifier = Classifier(fetched.folder)
+    except (HubError, ModelFolderError) as error:
         print(f"app.py: error: {error}", file=sys.stderr)
         return 2
 
-    demo = build_demo(classifier, args.top_k, version=str(folder.path))
+    print(f"Serving {fetched.version()}")
+    folder = fetched.folder
+    demo = build_demo(classifier, args.top_k, version=fetched.version())
     demo.queue().launch(
         share=args.share, max_file_size=MAX_UPLOAD, allowed_paths=[str(folder.path)], prevent_thread_lock=True
     )

@@ -1,18 +1,22 @@
-"""Train a bird classifier on folder-per-class photos and write a model folder.
+"""Train a bird classifier on folder-per-class photos, write a model folder, publish it.
 
     python train.py --data photos/ --output runs/birds
+    python train.py --data photos/ --output runs/birds --push-to-hub OWNER/NAME --tag v1
+    python train.py --push-only runs/birds --push-to-hub OWNER/NAME     # publish without training
 
-See README.md for publishing to the Hugging Face Hub and retraining.
+The Hub token comes from --token, else HF_TOKEN, else your saved `hf auth login`.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from bird_model.artifacts import ModelFolderError
 from bird_model.data import DatasetError
+from bird_model.hub import HubError, publish_folder
 from bird_model.pipeline import run_training
 from bird_model.settings import RunSettings, TrainingOptions
 from bird_model.sources import DataSourceError, resolve_source
@@ -20,9 +24,9 @@ from bird_model.sources import DataSourceError, resolve_source
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", required=True, metavar="DIR",
+    parser.add_argument("--data", action="append", metavar="DIR",
                         help="folder with one sub-folder of photos per class; repeat to merge several")
-    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="model folder to write")
+    parser.add_argument("--output", type=Path, metavar="DIR", help="model folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --output")
     parser.add_argument("--base-weights", default="imagenet", metavar="imagenet|none|PATH",
                         help="MobileNetV2 starting weights: imagenet (default), none (random) or a weights file")
@@ -33,12 +37,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=224, help="square input size in pixels (default 224)")
     parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction per class (default 0.2)")
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, augmentation and weights (default 42)")
-    return parser.parse_args(argv)
+    hub = parser.add_argument_group("publishing to the Hugging Face Hub")
+    hub.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder as one commit to this repo")
+    hub.add_argument("--push-only", type=Path, metavar="DIR", help="publish an existing model folder, no training")
+    hub.add_argument("--private", action="store_true", help="create the repo as private")
+    hub.add_argument("--tag", help="tag the uploaded commit (for example v1)")
+    hub.add_argument("--commit-message", help="message of the upload commit")
+    hub.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login)")
+    args = parser.parse_args(argv)
+    if args.push_only and not args.push_to_hub:
+        parser.error("--push-only needs --push-to-hub OWNER/NAME")
+    if not args.push_only and not (args.data and args.output):
+        parser.error("--data and --output are required (or --push-only DIR to publish an existing folder)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = RunSettings(
+    folder = args.push_only
+    if folder is None:
+        try:
+            folder = run_training([resolve_source(spec) for spec in args.data], run_settings(args)).path
+        except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 2
+    if args.push_to_hub:
+        return publish(folder, args)
+    return 0
+
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(
         output=args.output,
         base_weights=args.base_weights,
         image_size=args.image_size,
@@ -48,12 +77,33 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, seed=args.seed
         ),
     )
+
+
+def publish(folder: Path, args: argparse.Namespace) -> int:
+    """Upload, or say why not and how to retry; the folder on disk is never touched by a failure."""
     try:
-        run_training([resolve_source(spec) for spec in args.data], settings)
-    except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
+        published = publish_folder(
+            folder, args.push_to_hub, token=args.token, private=args.private, tag=args.tag,
+            commit_message=args.commit_message,
+        )
+    except (HubError, ModelFolderError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
+        print(f"The model folder is kept at {folder}. Retry the upload with:\n  {retry_command(folder, args)}",
+              file=sys.stderr)
+        return 1
+    print(f"Published {published.repo_id} commit {published.commit}" + (f" (tag {published.tag})" if published.tag else ""))
+    print(published.commit_url)
     return 0
+
+
+def retry_command(folder: Path, args: argparse.Namespace) -> str:
+    """The command that uploads the same folder again, without the token (it never goes to output)."""
+    words = ["python", "train.py", "--push-only", str(folder), "--push-to-hub", args.push_to_hub]
+    words += ["--private"] * args.private
+    for option, value in (("--tag", args.tag), ("--commit-message", args.commit_message)):
+        if value:
+            words += [option, value]
+    return shlex.join(words)
 
 
 if __name__ == "__main__":

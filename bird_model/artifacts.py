@@ -24,6 +24,7 @@ from bird_model.images import to_rgb
 FORMAT_VERSION = 1
 
 MODEL_FILE = "model.keras"
+LITERT_FILE = "model.tflite"
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -31,11 +32,12 @@ HISTORY_FILE = "history.json"
 CONFUSION_FILE = "confusion_matrix.png"
 DATASET_REPORT_FILE = "dataset_report.json"
 SPLIT_FILE = "split.json"
+OOD_FILE = "ood.npz"
 CARD_FILE = "README.md"
 EXAMPLES_DIR = "examples"
 
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
-SERVING_PATTERNS = [MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, f"{EXAMPLES_DIR}/*"]
+SERVING_PATTERNS = [CARD_FILE, MODEL_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, f"{EXAMPLES_DIR}/*"]
 """What the app needs from a published folder; downloads are restricted to these."""
 
 

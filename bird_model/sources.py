@@ -163,7 +163,10 @@ def _resolve_local(spec: str) -> ResolvedSource:
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise DataSourceError(f"--data {spec!r} {problem}; give {SPEC_FORMS}.")
     top = folder.resolve()
-    class_root = find_class_root(top, spec)
+    # A folder the user points at directly may hold a single class: new photos for
+    # retraining often do, and the merged dataset is checked for two classes later.
+    holds_classes = any(_holds_images(sub) for sub in _visible_subfolders(top)) and not _holds_images(top)
+    class_root = top if holds_classes else find_class_root(top, spec)
     provenance = {"type": "local", "path": str(top), "subfolder": _relative(class_root, top)}
     return ResolvedSource(spec, class_root, provenance)
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import _http
 from PIL import Image
+
+from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT.parent / "shared" / "datasets" / "parrots"
@@ -47,12 +58,12 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "birds", {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)})
 
 
-@pytest.fixture
-def parrot_subset(tmp_path: Path) -> Path:
+@pytest.fixture(scope="session")
+def parrot_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few photos per class of the reference dataset, linked (never copied into the repo)."""
     if not PARROTS.is_dir():
         pytest.skip(f"reference dataset not found at {PARROTS}")
-    subset = tmp_path / "parrots"
+    subset = tmp_path_factory.mktemp("subset") / "parrots"
     for class_dir in sorted(PARROTS.iterdir()):
         (subset / class_dir.name).mkdir(parents=True)
         for photo in sorted(class_dir.iterdir())[:6]:
@@ -70,3 +81,91 @@ def run_script(script: str, *args: str | Path, env: dict[str, str] | None = None
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def hub_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty cache, no token or telemetry from this machine, and no proxy for 127.0.0.1."""
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def point_hub_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """HF_ENDPOINT is read at import; in-process, both the API base and the file URL template must move."""
+    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+@pytest.fixture
+def fake_hub(hub_client: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """The stand-in Hub, with this process's huggingface_hub pointed at it."""
+    with FakeHub() as hub:
+        point_hub_at(monkeypatch, hub.url)
+        yield hub
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client backs off 23 s before giving up on a 5xx; the same retries, without the wait."""
+    for function in (_http.http_backoff, _http.http_stream_backoff.__wrapped__):
+        monkeypatch.setitem(function.__kwdefaults__, "base_wait_time", 0.01)
+        monkeypatch.setitem(function.__kwdefaults__, "max_wait_time", 0.01)
+
+
+def hub_env(hub: FakeHub, home: Path, token: str | None = "hf_write") -> dict[str, str]:
+    """Environment for a train.py/app.py subprocess that talks to ``hub`` with its own empty cache."""
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "NO_PROXY": "127.0.0.1,localhost", "HF_TOKEN": token or ""}
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RunningApp:
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def serving(env: dict[str, str], *args: str, timeout: float = 180) -> Iterator[RunningApp]:
+    """Start ``app.py`` as a real process on 127.0.0.1 and yield it once its page answers."""
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix="app-", suffix=".log")[1])
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), *args],
+            cwd=ROOT,
+            env={**os.environ, **QUIET_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    app = RunningApp(f"http://127.0.0.1:{port}/", log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(app.url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"app.py did not start (exit {process.poll()}):\n{app.log()}")
+            time.sleep(0.5)
+        yield app
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log_path.unlink(missing_ok=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -10,7 +10,6 @@ and ``snapshot_download`` is also replaced by a stub so the Hub logic is covered
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import socket
 import sys
@@ -36,6 +35,7 @@ from huggingface_hub.errors import (
 from bird_model import sources
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.sources import DataSourceError, find_class_root, resolve_source
+from tests.conftest import point_hub_at
 
 PARROTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "parrots"
 PHOTOS_PER_CLASS = 2
@@ -504,43 +504,12 @@ def test_hf_failures_become_advice(monkeypatch: pytest.MonkeyPatch, error: Excep
 # Hugging Face Hub, with the real client
 
 
-@pytest.fixture
-def hub_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """An empty cache, no token or telemetry from this machine, and no proxy for 127.0.0.1."""
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-def point_hub_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    """HF_ENDPOINT is read at import; in-process, both the API base and the file URL template must move."""
-    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-
-
 def test_hf_unreachable_hub_without_cache(hub_client: None, monkeypatch: pytest.MonkeyPatch) -> None:
     point_hub_at(monkeypatch, f"http://127.0.0.1:{closed_port()}")
 
     assert "Cannot reach the Hub" in error_of("hf:birders/parrots")
 
 
-needs_fakehub = pytest.mark.skipif(
-    importlib.util.find_spec("tests.fakehub") is None, reason="tests/fakehub.py (the stand-in Hub) is not there"
-)
-
-
-@pytest.fixture
-def fake_hub(hub_client: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from tests.fakehub import FakeHub
-
-    with FakeHub() as hub:
-        point_hub_at(monkeypatch, hub.url)
-        yield hub
-
-
-@needs_fakehub
 def test_hf_real_client_records_the_commit_and_works_offline(fake_hub: Any, tmp_path: Path, photos: Photos) -> None:
     plant(tmp_path / "repo" / "Birds dataset", photos)
     sha = fake_hub.seed_repo("birders/parrots", tmp_path / "repo", repo_type="dataset", tag="v1")
@@ -560,7 +529,6 @@ def test_hf_real_client_records_the_commit_and_works_offline(fake_hub: Any, tmp_
     assert sorted(p.name for p in online.path.iterdir()) == sorted(photos)
 
 
-@needs_fakehub
 @pytest.mark.parametrize(
     ("spec", "advice"),
     [

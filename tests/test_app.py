@@ -1,0 +1,151 @@
+"""app.py as a real process, called through gradio_client as API users call it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from bird_model.artifacts import read_model_folder
+from bird_model.data import load_dataset
+from tests.conftest import RunningApp, run_script, serving
+
+TRAIN_FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "--image-size", "96")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, parrot_subset: Path) -> Path:
+    output = tmp_path_factory.mktemp("model") / "parrots"
+    result = run_script("train.py", "--data", parrot_subset, "--output", output, *TRAIN_FAST)
+    assert result.returncode == 0, result.stderr
+    return output
+
+
+@pytest.fixture(scope="module")
+def app(trained: Path) -> Iterator[RunningApp]:
+    with serving({"BIRD_MODEL": str(trained)}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(app: RunningApp) -> Client:
+    return Client(app.url, verbose=False)
+
+
+def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Each bad input a public demo gets, with the message its caller must see."""
+    folder.mkdir(exist_ok=True)
+    text = folder / "notes.jpg"
+    text.write_text("not a photo at all")
+    empty = folder / "empty.png"
+    empty.write_bytes(b"")
+    full = folder / "full.jpg"
+    Image.effect_noise((300, 300), 60).convert("RGB").save(full)
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(full.read_bytes()[:3000])
+    tiny = folder / "tiny.png"
+    Image.new("RGB", (5, 5), "green").save(tiny)
+    bomb = folder / "bomb.png"
+    Image.new("L", (7500, 7500)).save(bomb, optimize=True)
+    return {
+        "not an image": (text, "not an image in a supported format"),
+        "empty file": (empty, "The file is empty."),
+        "truncated": (truncated, "corrupt or truncated"),
+        "too small": (tiny, "too small: 5x5 pixels"),
+        "decompression bomb": (bomb, "too large: 7500x7500 pixels"),
+    }
+
+
+def predict(client: Client, photo: Path) -> dict:
+    return client.predict(handle_file(str(photo)), api_name="/predict")
+
+
+def test_good_photo_bad_photos_then_good_photo_again(client: Client, trained: Path, tmp_path: Path) -> None:
+    folder = read_model_folder(trained)
+    photo = folder.examples()[0]
+
+    first = predict(client, photo)
+    assert first["label"] in folder.classes
+    assert [c["label"] for c in first["confidences"]][0] == first["label"]
+    assert len(first["confidences"]) == 3
+    assert sum(c["confidence"] for c in first["confidences"]) <= 1.0 + 1e-6
+
+    for name, (path, message) in bad_files(tmp_path).items():
+        with pytest.raises(AppError) as raised:
+            predict(client, path)
+        assert message in str(raised.value), f"{name}: got {raised.value}"
+
+    assert predict(client, photo) == first
+
+
+def test_odd_formats_are_classified(client: Client, trained: Path, tmp_path: Path) -> None:
+    photo = read_model_folder(trained).examples()[0]
+    with Image.open(photo) as image:
+        variants = {
+            "gray.png": image.convert("L"),
+            "rgba.png": image.convert("RGBA"),
+            "palette.gif": image.convert("P"),
+            "cmyk.jpg": image.convert("CMYK"),
+            "photo.webp": image,
+        }
+        for name, variant in variants.items():
+            variant.save(tmp_path / name)
+    for name in variants:
+        assert predict(client, tmp_path / name)["label"] in read_model_folder(trained).classes, name
+
+
+def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
+    config = Client(app.url, verbose=False).view_api(return_format="dict", print_info=False)
+    assert "/predict" in config["named_endpoints"]
+    import urllib.request
+
+    page = urllib.request.urlopen(app.url + "config").read().decode()
+    for name in read_model_folder(trained).classes:
+        assert name in page
+    assert "Validation accuracy" in page
+
+
+def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: Path) -> None:
+    """Preprocessing parity: the pixels and probabilities of a photo match between both paths."""
+    from bird_model.inference import Classifier
+
+    folder = read_model_folder(trained)
+    classifier = Classifier(folder)
+    dataset = load_dataset([parrot_subset], folder.image_size, show_progress=False)
+    webp = next(i for i, s in enumerate(dataset.samples) if s.path.suffix == ".webp")
+    trained_on = classifier.probabilities(dataset.pixels[webp : webp + 1])[0]
+    served = classifier.predict(dataset.samples[webp].path)
+    np.testing.assert_allclose([served[name] for name in folder.classes], trained_on, atol=1e-6)
+
+
+def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in trained.iterdir():
+        if item.is_file():
+            (broken / item.name).symlink_to(item)
+    classes = read_model_folder(trained).classes + ["dodo"]
+    for name, update in (("labels.json", None), ("config.json", "classes")):
+        (broken / name).unlink()
+        data = json.loads((trained / name).read_text())
+        if update:
+            data[update] = classes
+        else:
+            data = {"id2label": {str(i): c for i, c in enumerate(classes)}}
+        (broken / name).write_text(json.dumps(data))
+    result = run_script("app.py", "--model", broken)
+    assert result.returncode == 2
+    assert "predicts 4 classes but" in result.stderr and "names 5" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_script("app.py", "--model", tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert "Model folder not found" in result.stderr

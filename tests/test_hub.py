@@ -1,0 +1,182 @@
+"""Publishing with train.py and serving pinned revisions with app.py, against the stand-in Hub."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+import train
+from bird_model.artifacts import read_model_folder
+from bird_model.hub import HubError, fetch_model
+from tests.conftest import hub_env, point_hub_at, make_dataset, run_script, serving
+from tests.fakehub import FakeHub
+
+FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+REPO = "tester/birds"
+COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)}
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained folder shared by the publishing tests (each works on its own copy)."""
+    root = tmp_path_factory.mktemp("trained")
+    output = root / "run"
+    result = run_script("train.py", "--data", make_dataset(root / "data", COLOURS), "--output", output, *FAST)
+    assert result.returncode == 0, result.stderr
+    return output
+
+
+def copy_of(folder: Path, target: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, target))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(fake_hub, tmp_path / "home")
+    old = make_dataset(tmp_path / "old", COLOURS)
+    first = run_script("train.py", "--data", old, "--output", tmp_path / "v1", *FAST,
+                       "--push-to-hub", REPO, "--tag", "v1", env=env)
+    assert first.returncode == 0, first.stderr
+    v1 = fake_hub.tags(REPO)["v1"]
+    assert f"Published {REPO} commit {v1} (tag v1)" in first.stdout
+
+    new = make_dataset(tmp_path / "new", {"green bird": (40, 200, 40)}, start_seed=77)
+    second = run_script("train.py", "--data", old, "--data", new, "--output", tmp_path / "v2", *FAST,
+                        "--push-to-hub", REPO, env=env)
+    assert second.returncode == 0, second.stderr
+    v2 = fake_hub.commits(REPO)[-1].sha
+    assert fake_hub.tags(REPO) == {"v1": v1} and v2 != v1
+
+    files = fake_hub.files(REPO, revision=v2)
+    config = json.loads(files["config.json"])
+    assert config["parent"]["commit"] == v1 and config["repo_id"] == REPO
+    assert f"retrains `{REPO}` at revision `{v1}`" in files["README.md"].decode()
+    assert {"model.keras", "labels.json", "metrics.json", "examples/green_bird.jpg"} <= set(files)
+
+    for revision, commit, classes in (("v1", v1, ["blue bird", "red bird"]),
+                                      ("main", v2, ["blue bird", "green bird", "red bird"])):
+        with serving({**env, "BIRD_MODEL": REPO, "BIRD_MODEL_REVISION": revision}) as app:
+            assert f"Serving {REPO}@{commit[:7]}" in app.log()
+            page = Client(app.url, verbose=False).config
+            assert f"{REPO}@{commit[:7]}" in json.dumps(page)
+            result = Client(app.url, verbose=False).predict(
+                handle_file(str(tmp_path / "v2" / "examples" / "red_bird.jpg")), api_name="/predict"
+            )
+            assert sorted(c["label"] for c in result["confidences"]) == classes
+
+
+def test_app_restarts_offline_from_the_cache(fake_hub: FakeHub, model_folder: Path, tmp_path: Path) -> None:
+    env = hub_env(fake_hub, tmp_path / "home")
+    assert train.main(["--push-only", str(model_folder), "--push-to-hub", REPO, "--token", "hf_write"]) == 0
+    with serving({**env, "BIRD_MODEL": REPO}):
+        pass
+    fake_hub.stop()
+    with serving({**env, "BIRD_MODEL": REPO, "HF_HUB_OFFLINE": "1"}) as app:
+        assert f"Serving {REPO}@" in app.log()
+
+
+@pytest.mark.parametrize(
+    ("token", "breakage", "message"),
+    [
+        (None, None, "no Hugging Face token found"),
+        ("hf_wrong", None, "token was refused (401)"),
+        ("hf_read", None, "may not write to this repo (403)"),
+        ("hf_write", "down", "cannot be reached"),
+        ("hf_write", 503, "answered HTTP 503 (after retries)"),
+    ],
+)
+def test_failed_upload_keeps_the_folder_and_prints_a_retry_that_works(
+    fake_hub: FakeHub, fast_retries: None, model_folder: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    token: str | None, breakage: str | int | None, message: str,
+) -> None:
+    folder = copy_of(model_folder, tmp_path / "run")
+    before = snapshot(folder)
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    if breakage == "down":
+        point_hub_at(monkeypatch, "http://127.0.0.1:9")
+    elif breakage:
+        fake_hub.fail_always(breakage, path_prefix="/api/models/")
+
+    code = train.main(["--push-only", str(folder), "--push-to-hub", REPO, "--tag", "v1"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err
+    assert token is None or token not in err
+    assert before == snapshot(folder), "a failed upload changed the model folder"
+    retry = err.strip().splitlines()[-1].strip()
+    assert retry == f"python train.py --push-only {shlex.quote(str(folder))} --push-to-hub {REPO} --tag v1"
+
+    fake_hub.clear_failures()
+    point_hub_at(monkeypatch, fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_write")
+    assert train.main(shlex.split(retry)[2:]) == 0
+    assert "v1" in fake_hub.tags(REPO)
+
+
+def test_push_only_refuses_an_incomplete_folder(fake_hub: FakeHub, model_folder: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = copy_of(model_folder, tmp_path / "run")
+    (folder / "labels.json").unlink()
+    assert train.main(["--push-only", str(folder), "--push-to-hub", REPO, "--token", "hf_write"]) == 1
+    assert "missing labels.json" in capsys.readouterr().err
+    assert fake_hub.requests == []
+
+
+@pytest.mark.parametrize(
+    ("source", "revision", "token", "message"),
+    [
+        ("tester/nothing-here", None, "hf_write", "the repo does not exist, or it is private"),
+        (REPO, "v9", "hf_write", "that revision (branch, tag or commit) does not exist"),
+        ("tester/private-birds", None, None, "it is private and no valid token was given"),
+        ("tester/not-a-model", None, "hf_write", "not a usable model folder: Model folder"),
+        ("no/such/thing", None, None, "neither a model folder on this machine nor a Hub repo id"),
+    ],
+)
+def test_serving_start_up_errors_are_one_clear_line(
+    fake_hub: FakeHub, model_folder: Path, tmp_path: Path, source: str, revision: str | None,
+    token: str | None, message: str,
+) -> None:
+    fake_hub.seed_repo(REPO, model_folder)
+    fake_hub.seed_repo("tester/private-birds", model_folder, private=True)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("just notes")
+    fake_hub.seed_repo("tester/not-a-model", tmp_path / "notes")
+    with pytest.raises(HubError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fetch_model(source, revision, token=token)
+
+
+def test_serving_with_the_hub_down_and_nothing_cached(hub_client: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_hub_at(monkeypatch, "http://127.0.0.1:9")
+    with pytest.raises(HubError, match="cannot be reached"):
+        fetch_model(REPO)
+
+
+def test_app_reports_hub_errors_without_a_traceback(fake_hub: FakeHub, tmp_path: Path) -> None:
+    result = run_script("app.py", env={**hub_env(fake_hub, tmp_path / "home"), "BIRD_MODEL": "tester/missing"})
+    assert result.returncode == 2
+    assert "app.py: error: downloading tester/missing at revision 'main' failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_published_card_renders_with_metadata(fake_hub: FakeHub, model_folder: Path, tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    folder = copy_of(model_folder, tmp_path / "run")
+    assert train.main(["--push-only", str(folder), "--push-to-hub", REPO, "--token", "hf_write"]) == 0
+    card = ModelCard(fake_hub.files(REPO)["README.md"].decode())
+    assert card.data.library_name == "keras" and card.data.pipeline_tag == "image-classification"
+    assert card.data.eval_results[0].metric_type == "accuracy"
+    assert f'snapshot_download("{REPO}")' in card.text
+    assert read_model_folder(folder).config["repo_id"] == REPO
