@@ -3,7 +3,7 @@
     BIRD_MODEL=runs/birds python app.py
 
 Settings (options override environment variables):
-  --model / BIRD_MODEL    model folder, or Hugging Face Hub repo id OWNER/NAME
+  --model / BIRD_MODEL    model folder, or Hugging Face Hub repo id OWNER/NAME (default: runs/latest)
   --revision / BIRD_MODEL_REVISION   branch, tag or commit of a Hub model (default main)
   HF_TOKEN                token for a private Hub model
   HF_HUB_OFFLINE=1        serve the cached copy of a Hub model without network
@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from bird_model.artifacts import ModelFolderError
+from bird_model.artifacts import LATEST_LINK, ModelFolderError
 from bird_model.hub import HubError, fetch_model
 
 MAX_UPLOAD = "25mb"
@@ -27,7 +27,7 @@ MAX_UPLOAD = "25mb"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.environ.get("BIRD_MODEL"),
-                        help="model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL)")
+                        help=f"model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL, else {LATEST_LINK})")
     parser.add_argument("--revision", default=os.environ.get("BIRD_MODEL_REVISION") or None,
                         help="branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or main)")
     parser.add_argument("--top-k", type=int, default=int(os.environ.get("BIRD_TOP_K", "3")),
@@ -40,11 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.model:
-        print("app.py: error: no model given; pass --model DIR_OR_REPO or set BIRD_MODEL.", file=sys.stderr)
+    if not args.model and not LATEST_LINK.exists():
+        print(
+            f"app.py: error: no model to serve. Either train one locally: `python train.py` (or with "
+            f"--data YOUR_PHOTOS) writes {LATEST_LINK}, which app.py serves by default; or serve a published "
+            "model: BIRD_MODEL=OWNER/NAME python app.py.",
+            file=sys.stderr,
+        )
         return 2
     try:
-        fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN"))
+        fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN"))
         from bird_model.inference import Classifier
         from bird_model.web import build_demo
 

@@ -1,5 +1,6 @@
 """Train a bird classifier on folder-per-class photos, write a model folder, publish it.
 
+    python train.py                      # the original dataset, into runs/<time>, linked as runs/latest
     python train.py --data photos/ --output runs/birds
     python train.py --data photos/ --output runs/birds --push-to-hub OWNER/NAME --tag v1
     python train.py --push-only runs/birds --push-to-hub OWNER/NAME     # publish without training
@@ -14,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bird_model.artifacts import ModelFolderError
+from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.data import DatasetError
 from bird_model.hub import HubError, publish_folder
 from bird_model.pipeline import run_training
@@ -22,11 +23,17 @@ from bird_model.settings import RunSettings, TrainingOptions
 from bird_model.sources import DataSourceError, resolve_source
 
 
+DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", metavar="DIR",
-                        help="folder with one sub-folder of photos per class; repeat to merge several")
-    parser.add_argument("--output", type=Path, metavar="DIR", help="model folder to write")
+    parser.add_argument("--data", action="append", metavar="SOURCE",
+                        help="folder with one sub-folder of photos per class, kaggle:OWNER/DATASET[/SUBFOLDER] or "
+                             "hf:OWNER/NAME[@REVISION][/SUBFOLDER]; repeat to merge several "
+                             f"(default: {DEFAULT_DATA}, the original birds dataset)")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help=f"model folder to write (default: a new folder under runs/, linked as {LATEST_LINK})")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --output")
     parser.add_argument("--base-weights", default="imagenet", metavar="imagenet|none|PATH",
                         help="MobileNetV2 starting weights: imagenet (default), none (random) or a weights file")
@@ -47,8 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.push_only and not args.push_to_hub:
         parser.error("--push-only needs --push-to-hub OWNER/NAME")
-    if not args.push_only and not (args.data and args.output):
-        parser.error("--data and --output are required (or --push-only DIR to publish an existing folder)")
     return args
 
 
@@ -56,11 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = args.push_only
     if folder is None:
+        if not args.data:
+            print(f"No --data given: training on the original birds dataset, {DEFAULT_DATA}")
         try:
-            folder = run_training([resolve_source(spec) for spec in args.data], run_settings(args)).path
+            sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
+            folder = run_training(sources, run_settings(args)).path
         except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
+        if args.output is None:
+            point_latest(folder)
+            print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")
     if args.push_to_hub:
         return publish(folder, args)
     return 0
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(
-        output=args.output,
+        output=args.output or new_run_folder(),
         base_weights=args.base_weights,
         image_size=args.image_size,
         validation_fraction=args.val_split,

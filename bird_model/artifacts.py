@@ -10,9 +10,11 @@ model paired with another run's labels would give confident wrong answers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,29 @@ class ModelFolder:
     def examples(self) -> list[Path]:
         folder = self.path / EXAMPLES_DIR
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+RUNS_DIR = Path("runs")
+LATEST_LINK = RUNS_DIR / "latest"
+"""Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
+
+
+def new_run_folder(runs: Path = RUNS_DIR) -> Path:
+    """A fresh, time-stamped folder name under ``runs`` (UTC, sortable)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = runs / stamp, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = runs / f"{stamp}-{suffix}"
+    return candidate
+
+
+def point_latest(folder: Path, link: Path = LATEST_LINK) -> None:
+    """Make ``link`` a relative symlink to ``folder``, replaced atomically."""
+    temporary = link.with_name(f".{link.name}.new")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(Path(os.path.relpath(folder.resolve(), link.parent.resolve())))
+    temporary.replace(link)
 
 
 def check_output_free(output: Path, overwrite: bool) -> None:

@@ -51,7 +51,7 @@ validation accuracy was {{ "%.2f" | format(parent.accuracy * 100) }}%{% endif %}
 `dataset_report.json`){% endif %}. Near-identical photos were kept on the same side of the split.
 Dataset fingerprint `{{ fingerprint[:16] }}`. Sources:
 {% for source in sources %}
-- `{{ source }}`
+- {{ source }}
 {%- endfor %}
 
 Base weights: `{{ base_weights }}`. Image size {{ image_size }} px. Two-phase fine-tuning
@@ -132,7 +132,7 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
         total=dataset["usable"],
         rejected=dataset["rejected"],
         fingerprint=dataset["fingerprint"],
-        sources=[source["spec"] for source in dataset["sources"]],
+        sources=[_describe_source(source) for source in dataset["sources"]],
         base_weights=config["base_weights"],
         image_size=config["image_size"],
         fine_tune_fraction=config["training"]["fine_tune_fraction"],
@@ -141,3 +141,12 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
         parent=config.get("parent"),
         repo_id=repo_id or "OWNER/NAME",
     )
+
+
+def _describe_source(source: dict[str, str]) -> str:
+    """A source with its exact version, so a model can be traced to its data."""
+    version = {
+        "hf": f"Hub dataset commit `{source.get('commit', '')[:12]}`",
+        "kaggle": f"Kaggle dataset version {source.get('version')}",
+    }.get(source.get("type", ""))
+    return f"`{source['spec']}`" + (f" ({version})" if version else "")

@@ -71,11 +71,13 @@ def parrot_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return subset
 
 
-def run_script(script: str, *args: str | Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``train.py``/``app.py`` as a user would, from the repository root."""
+def run_script(
+    script: str, *args: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``train.py``/``app.py`` as a user would (from the repository root unless ``cwd`` says otherwise)."""
     return subprocess.run(
         [sys.executable, str(ROOT / script), *map(str, args)],
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, **QUIET_ENV, **(env or {})},
         capture_output=True,
         text=True,
@@ -137,14 +139,14 @@ class RunningApp:
 
 
 @contextmanager
-def serving(env: dict[str, str], *args: str, timeout: float = 180) -> Iterator[RunningApp]:
+def serving(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 180) -> Iterator[RunningApp]:
     """Start ``app.py`` as a real process on 127.0.0.1 and yield it once its page answers."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="app-", suffix=".log")[1])
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), *args],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **QUIET_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
