@@ -115,7 +115,7 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
     if local.is_dir():
         return FetchedModel(artifacts.read_model_folder(local))
     if not is_repo_id(source):
-        raise HubError(f"{source!r} is neither a model folder on this machine nor a Hub repo id (OWNER/NAME).")
+        raise HubError(f"Model folder not found: {source} (nor is it a Hub repo id OWNER/NAME).")
     wanted = revision or "main"
     with _explained(f"downloading {source} at revision {wanted!r}"):
         snapshot = Path(

@@ -141,7 +141,7 @@ def test_push_only_refuses_an_incomplete_folder(fake_hub: FakeHub, model_folder:
         (REPO, "v9", "hf_write", "that revision (branch, tag or commit) does not exist"),
         ("tester/private-birds", None, None, "it is private and no valid token was given"),
         ("tester/not-a-model", None, "hf_write", "not a usable model folder: Model folder"),
-        ("no/such/thing", None, None, "neither a model folder on this machine nor a Hub repo id"),
+        ("no/such/thing", None, None, "Model folder not found: no/such/thing (nor is it a Hub repo id"),
     ],
 )
 def test_serving_start_up_errors_are_one_clear_line(

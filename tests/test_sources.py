@@ -133,17 +133,27 @@ def test_hint_is_quoted_for_the_shell(tmp_path: Path, photos: Photos) -> None:
         find_class_root(tmp_path, "kaggle:o/d")
 
 
-@pytest.mark.parametrize("classes", [None, 1], ids=["flat", "one-class"])
-def test_flat_or_single_class_folder_is_rejected(tmp_path: Path, photos: Photos, classes: int | None) -> None:
-    if classes is None:
-        plant_flat(tmp_path / "photos", photos)
-    else:
-        plant(tmp_path / "photos", photos, classes=classes)
+def test_flat_folder_is_rejected(tmp_path: Path, photos: Photos) -> None:
+    plant_flat(tmp_path / "photos", photos)
 
     message = error_of(str(tmp_path / "photos"))
 
     assert "not laid out folder-per-class" in message
     assert "ROOT/CLASS/IMAGE" in message
+
+
+def test_local_folder_with_one_class_is_used_as_given(tmp_path: Path, photos: Photos) -> None:
+    """New photos for retraining may cover one class; the merged dataset is checked later."""
+    plant(tmp_path / "new photos", photos, classes=1)
+
+    assert resolve_source(str(tmp_path / "new photos")).path == (tmp_path / "new photos").resolve()
+
+
+def test_downloaded_single_class_folder_is_not_a_dataset(tmp_path: Path, photos: Photos) -> None:
+    plant(tmp_path / "download", photos, classes=1)
+
+    with pytest.raises(DataSourceError, match="not laid out folder-per-class"):
+        find_class_root(tmp_path / "download", "kaggle:o/d")
 
 
 def test_folder_without_images_is_rejected(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_
 
 @pytest.mark.parametrize(
     ("classes", "message"),
-    [({}, "holds no images"), ({"red": (200, 0, 0)}, "is not laid out folder-per-class")],
+    [({}, "holds no images"), ({"red": (200, 0, 0)}, "Only one class (red) found")],
 )
 def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, message: str) -> None:
     data = make_dataset(tmp_path / "d", classes, per_class=3) if classes else tmp_path / "d"
