@@ -11,4 +11,5 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``artifacts``: the model folder (write, read, validate)
 - ``hub``: publishing to and downloading from the Hugging Face Hub
 - ``inference``: the serving-time classifier
+- ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 """

@@ -1,46 +1,101 @@
-"""Classifying one photo with a model folder, exactly as training saw its photos."""
+"""Classifying one photo with a model folder, exactly as training saw its photos.
+
+A folder written by today's training holds ``model.tflite``, served by the LiteRT
+interpreter without importing TensorFlow (milliseconds per photo, a cold start without
+TensorFlow's seconds of import). A folder without it is served from ``model.keras``
+through Keras. Either way one forward pass gives the class probabilities and the pooled
+features that the out-of-distribution detector (``ood.npz``) scores.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from bird_model.artifacts import ModelFolder, ModelFolderError
+from bird_model.artifacts import LABELS_FILE, LITERT_FILE, OOD_FILE, ModelFolder, ModelFolderError
 from bird_model.images import load_rgb
+from bird_model.litert import LiteRTModel
+from bird_model.ood import OutlierDetector
+
+Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""uint8 ``(n, size, size, 3)`` pixels in; ``(n, features)`` and ``(n, classes)`` probabilities out."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    scores: dict[str, float]
+    """Every class with its probability, highest first."""
+    outlier_score: float | None
+    """Distance of the photo's features from the training classes; None without ``ood.npz``."""
+    unknown: bool
+    """True when the photo looks like none of the classes (the score is over the threshold)."""
+
+    @property
+    def label(self) -> str:
+        return next(iter(self.scores))
+
+    @property
+    def confidence(self) -> float:
+        return next(iter(self.scores.values()))
 
 
 class Classifier:
-    """A loaded model folder: decode a photo with the training decoder, return class scores."""
+    """A loaded model folder: decode a photo with the training decoder, score it, judge it."""
 
     def __init__(self, folder: ModelFolder) -> None:
-        import keras
-        import tensorflow as tf
-
-        # safe_mode refuses to deserialise arbitrary Python code (Lambda layers) from a
-        # downloaded file; our model has none, so a model that needs it is not ours.
-        model = keras.saving.load_model(folder.model_path, safe_mode=True, compile=False)
-        outputs = model.output_shape[-1]
+        litert_path = folder.path / LITERT_FILE
+        if litert_path.is_file():
+            model_path, (forward, outputs) = litert_path, _litert_forward(litert_path)
+        else:
+            model_path, (forward, outputs) = folder.model_path, _keras_forward(folder.model_path)
         if outputs != len(folder.classes):
             raise ModelFolderError(
-                f"{folder.model_path} predicts {outputs} classes but {folder.path / 'labels.json'} names "
+                f"{model_path} predicts {outputs} classes but {folder.path / LABELS_FILE} names "
                 f"{len(folder.classes)}; the model and label map come from different runs."
             )
+        detector_path = folder.path / OOD_FILE
+        self.detector = OutlierDetector.load(detector_path) if detector_path.is_file() else None
         self.folder = folder
-        self._forward = tf.function(lambda pixels: model(pixels, training=False), reduce_retracing=True)
+        self.forward = forward
 
     @property
     def classes(self) -> list[str]:
         return self.folder.classes
 
-    def predict(self, photo: str | Path | BinaryIO | bytes) -> dict[str, float]:
-        """Scores for every class, highest first. Raises ``ImageError`` for an unusable photo."""
-        pixels = load_rgb(photo, self.folder.image_size)
-        probabilities = self.probabilities(pixels[np.newaxis])[0]
-        order = np.argsort(probabilities)[::-1]
-        return {self.classes[i]: float(probabilities[i]) for i in order}
+    def classify(self, photo: str | Path | BinaryIO | bytes) -> Prediction:
+        """Raises ``ImageError`` for an unusable photo."""
+        features, probabilities = self.forward(load_rgb(photo, self.folder.image_size)[np.newaxis])
+        order = np.argsort(probabilities[0])[::-1]
+        scores = {self.classes[i]: float(probabilities[0, i]) for i in order}
+        if self.detector is None:
+            return Prediction(scores, outlier_score=None, unknown=False)
+        outlier_score = float(self.detector.score(features)[0])
+        return Prediction(scores, outlier_score, unknown=outlier_score > self.detector.threshold)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities for a batch of uint8 ``(n, size, size, 3)`` pixels."""
-        return np.asarray(self._forward(pixels.astype(np.float32)))
+
+def _litert_forward(path: Path) -> tuple[Forward, int]:
+    model = LiteRTModel(path)
+    return model.outputs, model.num_classes
+
+
+def _keras_forward(path: Path) -> tuple[Forward, int]:
+    """For folders without ``model.tflite``; TensorFlow loads only here."""
+    import keras
+    import tensorflow as tf
+
+    from bird_model.model import features_and_probabilities
+
+    # safe_mode refuses to deserialise arbitrary Python code (Lambda layers) from a
+    # downloaded file; our model has none, so a model that needs it is not ours.
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    function = tf.function(features_and_probabilities(model), reduce_retracing=True)
+
+    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, probabilities = function(pixels.astype(np.float32))
+        return np.asarray(features), np.asarray(probabilities)
+
+    return forward, int(model.output_shape[-1])

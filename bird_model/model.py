@@ -64,6 +64,22 @@ def unfreeze_top(model: keras.Model, fraction: float) -> int:
     return unfrozen
 
 
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """The classifier up to its pooled features, sharing its weights and its preprocessing.
+
+    Out-of-distribution scores are distances in this space; cutting the trained model
+    (rather than building a fresh base) guarantees the features are the fine-tuned ones.
+    Called outside ``fit``, the augmentation layers are inactive.
+    """
+    return keras.Model(model.input, model.get_layer(FEATURES_NAME).output, name="bird_features")
+
+
+def features_and_probabilities(model: keras.Model) -> keras.Model:
+    """The classifier with its pooled features as a second output: one forward pass serves both."""
+    outputs = [model.get_layer(FEATURES_NAME).output, model.output]
+    return keras.Model(model.input, outputs, name="bird_features_and_probabilities")
+
+
 def uncompiled_copy(model: keras.Model) -> keras.Model:
     """The same network and weights without optimizer state, which is all serving needs.
 

@@ -19,6 +19,7 @@ from bird_model import artifacts
 from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
 from bird_model.evaluation import classification_metrics, save_confusion_matrix
+from bird_model.ood import fit_detector
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
 
@@ -35,8 +36,9 @@ def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifa
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
 
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
-    from bird_model.model import build_classifier, uncompiled_copy
-    from bird_model.training import predict_probabilities, train_two_phases
+    from bird_model.litert import export_litert
+    from bird_model.model import build_classifier, features_and_probabilities, uncompiled_copy
+    from bird_model.training import batched_predict, train_two_phases
 
     labels = np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
     train = (dataset.pixels[split.train], labels[split.train])
@@ -44,14 +46,26 @@ def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifa
     model = build_classifier(len(dataset.classes), settings.image_size, weights)
     histories = train_two_phases(model, train, validation, settings.training)
 
+    serving = features_and_probabilities(model)
+    train_features, train_probabilities = batched_predict(serving, train[0])
+    validation_features, validation_probabilities = batched_predict(serving, validation[0])
+    # Class means from training photos, the "unknown" threshold from validation photos.
+    detector = fit_detector(train_features, train[1], validation_features)
     metrics = {
-        "validation": classification_metrics(validation[1], predict_probabilities(model, validation[0]), dataset.classes),
-        "training": classification_metrics(train[1], predict_probabilities(model, train[0]), dataset.classes),
+        "validation": classification_metrics(validation[1], validation_probabilities, dataset.classes),
+        "training": classification_metrics(train[1], train_probabilities, dataset.classes),
+        "outliers": {
+            "method": detector.method,
+            "threshold": detector.threshold,
+            "validation_pass_rate": float(np.mean(~detector.is_unknown(validation_features))),
+        },
     }
     config = run_config(sources, settings, dataset, split)
     staging = artifacts.staging_folder(settings.output)
     try:
         uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
+        export_litert(model, staging / artifacts.LITERT_FILE)
+        detector.save(staging / artifacts.OOD_FILE)
         write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
     finally:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.components.label import LabelData
 
 from bird_model.images import ImageError
-from bird_model.inference import Classifier
+from bird_model.inference import Classifier, Prediction
 
 
 class PhotoUpload(gr.Image):
@@ -28,30 +29,52 @@ class PhotoUpload(gr.Image):
         return super().preprocess(payload)
 
 
+class VerdictLabel(gr.Label):
+    """``gr.Label`` whose headline may differ from the top class.
+
+    Stock ``gr.Label`` always heads with its highest score; for a photo that is none of
+    the known birds the headline must say so while the scores stay visible. It therefore
+    also takes the ``{"label", "confidences"}`` form it sends, unchanged.
+    """
+
+    is_template = True
+
+    def postprocess(self, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("confidences"), list):
+            return LabelData(**value)
+        return super().postprocess(value)
+
+
 def build_demo(classifier: Classifier, top_k: int, version: str) -> gr.Interface:
-    """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served."""
+    """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served.
+
+    The API returns ``(label, details)``: ``label`` is ``gr.Label``'s
+    ``{"label", "confidences"}`` (top ``k``), and ``details`` says whether the photo looks
+    like one of the known classes (``"verdict": "known" | "unknown"``); see README.md.
+    """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
+    unknown_label = f"Unknown: this does not look like any of {_listing(classifier.classes)}"
 
-    def classify(photo: str | None) -> dict[str, float]:
+    def classify(photo: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         if photo is None:
             raise gr.Error("No photo received: upload a photo of a bird first.")
         try:
-            scores = classifier.predict(photo)
+            prediction = classifier.classify(photo)
         except ImageError as error:
             raise gr.Error(str(error), print_exception=False) from error
-        return dict(list(scores.items())[:top_k])
+        return answer(prediction, top_k, unknown_label, version)
 
     accuracy = folder.metrics["validation"]["accuracy"]
     description = (
         f"Upload a photo of a bird. This model knows {len(classifier.classes)} classes: "
-        f"{', '.join(classifier.classes)}.\n\n"
+        f"{_listing(classifier.classes)}; a photo unlike all of them is called unknown.\n\n"
         f"Validation accuracy {accuracy:.1%} on {folder.metrics['validation']['count']} photos · model {version}"
     )
     return gr.Interface(
         fn=classify,
         inputs=PhotoUpload(type="filepath", label="Bird photo", sources=["upload", "webcam", "clipboard"]),
-        outputs=gr.Label(num_top_classes=top_k, label="Prediction"),
+        outputs=[VerdictLabel(num_top_classes=top_k, label="Prediction"), gr.JSON(label="Details")],
         examples=[[str(path)] for path in folder.examples()] or None,
         cache_examples=False,
         title="Bird species classifier",
@@ -59,3 +82,21 @@ def build_demo(classifier: Classifier, top_k: int, version: str) -> gr.Interface
         flagging_mode="never",
         api_name="predict",
     )
+
+
+def answer(prediction: Prediction, top_k: int, unknown_label: str, version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two outputs: the label panel (top ``k`` scores) and the machine-readable verdict."""
+    confidences = [{"label": name, "confidence": score} for name, score in list(prediction.scores.items())[:top_k]]
+    details = {
+        "verdict": "unknown" if prediction.unknown else "known",
+        "label": prediction.label,
+        "confidence": prediction.confidence,
+        "outlier_score": prediction.outlier_score,
+        "model": version,
+    }
+    label = unknown_label if prediction.unknown else prediction.label
+    return {"label": label, "confidences": confidences}, details
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]

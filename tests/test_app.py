@@ -14,13 +14,17 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.data import load_dataset
-from tests.conftest import RunningApp, run_script, serving
+from bird_model.images import load_rgb
+from tests.conftest import PROXY_WEIGHTS, RunningApp, run_script, serving
 
-TRAIN_FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "--image-size", "96")
+TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, parrot_subset: Path) -> Path:
+    """A small model with the stand-in pretrained backbone, so its answers carry meaning."""
+    if not PROXY_WEIGHTS.is_file():
+        pytest.skip(f"stand-in backbone weights not found at {PROXY_WEIGHTS}")
     output = tmp_path_factory.mktemp("model") / "parrots"
     result = run_script("train.py", "--data", parrot_subset, "--output", output, *TRAIN_FAST)
     assert result.returncode == 0, result.stderr
@@ -62,7 +66,7 @@ def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def predict(client: Client, photo: Path) -> dict:
+def predict(client: Client, photo: Path) -> tuple[dict, dict]:
     return client.predict(handle_file(str(photo)), api_name="/predict")
 
 
@@ -71,10 +75,11 @@ def test_good_photo_bad_photos_then_good_photo_again(client: Client, trained: Pa
     photo = folder.examples()[0]
 
     first = predict(client, photo)
-    assert first["label"] in folder.classes
-    assert [c["label"] for c in first["confidences"]][0] == first["label"]
-    assert len(first["confidences"]) == 3
-    assert sum(c["confidence"] for c in first["confidences"]) <= 1.0 + 1e-6
+    label, details = first
+    assert details["verdict"] == "known" and label["label"] == details["label"] in folder.classes
+    assert [c["label"] for c in label["confidences"]][0] == label["label"]
+    assert len(label["confidences"]) == 3
+    assert sum(c["confidence"] for c in label["confidences"]) <= 1.0 + 1e-6
 
     for name, (path, message) in bad_files(tmp_path).items():
         with pytest.raises(AppError) as raised:
@@ -97,7 +102,7 @@ def test_odd_formats_are_classified(client: Client, trained: Path, tmp_path: Pat
         for name, variant in variants.items():
             variant.save(tmp_path / name)
     for name in variants:
-        assert predict(client, tmp_path / name)["label"] in read_model_folder(trained).classes, name
+        assert predict(client, tmp_path / name)[1]["label"] in read_model_folder(trained).classes, name
 
 
 def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
@@ -112,16 +117,18 @@ def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
 
 
 def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: Path) -> None:
-    """Preprocessing parity: the pixels and probabilities of a photo match between both paths."""
+    """Preprocessing parity: a photo's pixels, and so its scores, match between both paths."""
     from bird_model.inference import Classifier
 
     folder = read_model_folder(trained)
     classifier = Classifier(folder)
     dataset = load_dataset([parrot_subset], folder.image_size, show_progress=False)
+    for index, sample in enumerate(dataset.samples):
+        np.testing.assert_array_equal(load_rgb(sample.path, folder.image_size), dataset.pixels[index])
     webp = next(i for i, s in enumerate(dataset.samples) if s.path.suffix == ".webp")
-    trained_on = classifier.probabilities(dataset.pixels[webp : webp + 1])[0]
-    served = classifier.predict(dataset.samples[webp].path)
-    np.testing.assert_allclose([served[name] for name in folder.classes], trained_on, atol=1e-6)
+    _, trained_on = classifier.forward(dataset.pixels[webp : webp + 1])
+    served = classifier.classify(dataset.samples[webp].path).scores
+    np.testing.assert_allclose([served[name] for name in folder.classes], trained_on[0], atol=1e-6)
 
 
 def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tmp_path: Path) -> None:
@@ -149,3 +156,27 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     result = run_script("app.py", "--model", tmp_path / "nowhere")
     assert result.returncode == 2
     assert "Model folder not found" in result.stderr
+
+
+def test_photo_of_something_else_is_called_unknown(client: Client, trained: Path, tmp_path: Path) -> None:
+    noise = tmp_path / "noise.png"
+    Image.effect_noise((300, 300), 80).convert("RGB").save(noise)
+    label, details = predict(client, noise)
+    assert details["verdict"] == "unknown"
+    assert details["outlier_score"] > read_model_folder(trained).metrics["outliers"]["threshold"]
+    assert label["label"].startswith("Unknown: this does not look like any of amazon green parrot, gray parrot")
+    assert len(label["confidences"]) == 3
+
+
+def test_api_contract(client: Client, trained: Path) -> None:
+    """The shape README.md documents; a Gradio upgrade that changes it must fail here."""
+    endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
+    assert [parameter["component"] for parameter in endpoint["parameters"]] == ["Image"]
+    assert [value["component"] for value in endpoint["returns"]] == ["Label", "Json"]
+    label, details = predict(client, read_model_folder(trained).examples()[0])
+    assert set(label) == {"label", "confidences"}
+    assert all(set(item) == {"label", "confidence"} for item in label["confidences"])
+    assert set(details) == {"verdict", "label", "confidence", "outlier_score", "model"}
+    assert details["verdict"] in {"known", "unknown"}
+    assert isinstance(details["confidence"], float) and isinstance(details["outlier_score"], float)
+    assert details["model"] == f"local folder {trained}"

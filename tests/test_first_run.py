@@ -23,8 +23,8 @@ def test_train_then_serve_with_no_other_settings(parrot_subset: Path, tmp_path: 
     with serving({"BIRD_MODEL": ""}, cwd=tmp_path) as app:
         assert "Serving local folder runs/latest" in app.log()
         photo = next((latest / "examples").iterdir())
-        result = Client(app.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
-        assert result["label"] in json.loads((latest / "config.json").read_text())["classes"]
+        _, details = Client(app.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
+        assert details["label"] in json.loads((latest / "config.json").read_text())["classes"]
 
 
 def test_second_default_run_moves_latest(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -68,10 +68,10 @@ def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, t
             assert f"Serving {REPO}@{commit[:7]}" in app.log()
             page = Client(app.url, verbose=False).config
             assert f"{REPO}@{commit[:7]}" in json.dumps(page)
-            result = Client(app.url, verbose=False).predict(
+            label, _ = Client(app.url, verbose=False).predict(
                 handle_file(str(tmp_path / "v2" / "examples" / "red_bird.jpg")), api_name="/predict"
             )
-            assert sorted(c["label"] for c in result["confidences"]) == classes
+            assert sorted(c["label"] for c in label["confidences"]) == classes
 
 
 def test_app_restarts_offline_from_the_cache(fake_hub: FakeHub, model_folder: Path, tmp_path: Path) -> None:

@@ -1,0 +1,103 @@
+"""The serving model: ``model.keras`` converted to a LiteRT (TFLite) flatbuffer.
+
+``model.predict`` spends most of a request in Keras and TensorFlow overhead, and importing
+TensorFlow alone takes seconds, which a web demo pays at every cold start. The LiteRT
+interpreter runs the same float32 graph through XNNPACK in a few milliseconds and loads
+without TensorFlow. ``model.keras`` stays the source of truth: the ``.tflite`` file is
+derived from it at the end of training and checked against it before training finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+if TYPE_CHECKING:
+    import keras
+
+PARITY_TOLERANCE = 1e-4
+"""Largest difference (features or probabilities) accepted between the Keras model and its conversion.
+
+Both compute in float32 and differ only in operation order (about 1e-7 on MobileNetV2);
+an inactive augmentation layer that became active, or a lost scaling layer, is far above it.
+"""
+
+FEATURES_OUTPUT = "output_0"
+PROBABILITIES_OUTPUT = "output_1"
+"""Signature output names Keras gives the serving model's two outputs, in their order."""
+
+NUM_THREADS = min(2, os.cpu_count() or 1)
+"""Interpreter threads per photo. On a 2-core machine a second thread cut MobileNetV2 at
+224 px from 6.1 to 3.4 ms (p50) while the other core was free, and cost about 10% when
+another process kept that core busy; the app's target, a 2-vCPU Space, is the first case."""
+
+
+def export_litert(model: keras.Model, path: Path) -> None:
+    """Write the classifier as a fp32 ``.tflite`` file taking one ``(1, size, size, 3)`` photo.
+
+    The file answers with the pooled features (output 0, for the out-of-distribution check)
+    and the class probabilities (output 1) from one forward pass. A fixed batch of one is
+    what serving sends: a dynamic batch made the interpreter spend about 30 ms reallocating
+    at every change of batch size and was no faster per photo. The export calls the model
+    with ``training=False``, so augmentation and dropout are left out. Raises
+    ``RuntimeError`` if the converted model does not reproduce the Keras model.
+    """
+    import tensorflow as tf
+
+    from bird_model.model import features_and_probabilities
+
+    serving = features_and_probabilities(model)
+    size = int(model.input_shape[1])
+    signature = [tf.TensorSpec((1, size, size, 3), tf.float32, name="pixels")]
+    serving.export(str(path), format="litert", input_signature=signature, verbose=False)
+    _check_parity(serving, path, size)
+
+
+def _check_parity(serving: keras.Model, path: Path, size: int) -> None:
+    """Fail training rather than publish a serving model that answers differently."""
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
+    expected = [np.asarray(output) for output in serving(pixels.astype(np.float32), training=False)]
+    converted = LiteRTModel(path).outputs(pixels)
+    difference = max(float(np.max(np.abs(got - want))) for got, want in zip(converted, expected))
+    if difference > PARITY_TOLERANCE:
+        raise RuntimeError(
+            f"{path} differs from the Keras model by up to {difference:.2e} (tolerance {PARITY_TOLERANCE:.0e}); "
+            "the conversion changed the model's behaviour."
+        )
+
+
+class LiteRTModel:
+    """A converted classifier that several threads may call at once.
+
+    An interpreter computes in its own input and output buffers, so calls must not
+    interleave: one interpreter sits behind a lock. Gradio runs one prediction at a time
+    unless told otherwise, and then the lock costs nothing. One interpreter per thread
+    served 2-4 concurrent callers up to 15-30% faster on an idle machine (and slower on a
+    busy one), but each costs about 25 MB and a first call, in every one of the up to 40
+    worker threads Gradio starts.
+    """
+
+    def __init__(self, path: Path, num_threads: int = NUM_THREADS) -> None:
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self._run = interpreter.get_signature_runner()
+        shapes = {name: details["shape"] for name, details in self._run.get_output_details().items()}
+        self.num_features = int(shapes[FEATURES_OUTPUT][-1])
+        self.num_classes = int(shapes[PROBABILITIES_OUTPUT][-1])
+        self._lock = threading.Lock()
+
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features and class probabilities for uint8 ``(n, size, size, 3)`` pixels, one photo per call."""
+        batch = pixels.astype(np.float32)
+        features = np.empty((len(batch), self.num_features), dtype=np.float32)
+        probabilities = np.empty((len(batch), self.num_classes), dtype=np.float32)
+        with self._lock:
+            for index in range(len(batch)):
+                answer = self._run(pixels=batch[index : index + 1])
+                features[index] = answer[FEATURES_OUTPUT][0]
+                probabilities[index] = answer[PROBABILITIES_OUTPUT][0]
+        return features, probabilities

@@ -1,0 +1,127 @@
+"""The served ``model.tflite`` answers like the ``model.keras`` it was converted from, without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from bird_model.artifacts import LITERT_FILE, ModelFolder, ModelFolderError
+from bird_model.images import load_rgb
+from bird_model.inference import Classifier
+from bird_model.litert import LiteRTModel, export_litert
+from bird_model.model import BASE_NAME, build_classifier, features_and_probabilities
+from tests.conftest import PARROTS, QUIET_ENV, ROOT, needs_parrots, solid_photo
+
+TOLERANCE = 1e-4
+CLASSES = ["blue bird", "green bird", "red bird"]
+
+
+def random_model(image_size: int) -> keras.Model:
+    """An untrained classifier whose probabilities differ from photo to photo.
+
+    Keras's default (Glorot) initialisation shrinks MobileNetV2's activations block after
+    block: untrained, it pools features of about 1e-12 and gives every photo the same
+    uniform probabilities, which any conversion would match. He-scaled kernels keep them
+    alive, so a comparison tests the whole network.
+    """
+    keras.utils.set_random_seed(7)
+    model = build_classifier(num_classes=len(CLASSES), image_size=image_size, base_weights=None)
+    rng = np.random.default_rng(7)
+    for layer in [*model.get_layer(BASE_NAME).layers, model.get_layer("probabilities")]:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            shape = tuple(layer.kernel.shape)
+            fan_in = math.prod(shape[:2] if isinstance(layer, keras.layers.DepthwiseConv2D) else shape[:-1])
+            layer.kernel.assign(rng.normal(0.0, math.sqrt(2.0 / fan_in), shape).astype(np.float32))
+    return model
+
+
+def keras_outputs(model: keras.Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference features and probabilities, checked to vary between photos so that matching them means something."""
+    features, probabilities = (
+        np.asarray(output) for output in features_and_probabilities(model)(pixels.astype(np.float32), training=False)
+    )
+    assert probabilities.std(axis=0).max() > 0.01, "the test model gives every photo the same answer"
+    return features, probabilities
+
+
+def assert_matches(served: LiteRTModel, model: keras.Model, pixels: np.ndarray) -> None:
+    for got, want in zip(served.outputs(pixels), keras_outputs(model, pixels), strict=True):
+        assert got.shape == want.shape
+        assert np.max(np.abs(got - want)) <= TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, Path]:
+    """A random-weights 64 px classifier and a model folder holding only its conversion."""
+    model = random_model(64)
+    folder = tmp_path_factory.mktemp("litert")
+    export_litert(model, folder / LITERT_FILE)
+    return model, folder
+
+
+def served_folder(path: Path, classes: list[str]) -> ModelFolder:
+    return ModelFolder(path=path, classes=classes, config={"image_size": 64}, metrics={})
+
+
+def test_conversion_matches_keras_on_synthetic_photos(exported: tuple[keras.Model, Path]) -> None:
+    model, folder = exported
+    pixels = np.random.default_rng(1).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
+    served = LiteRTModel(folder / LITERT_FILE)
+    assert served.num_classes == len(CLASSES)
+    assert_matches(served, model, pixels)
+
+
+@needs_parrots
+def test_conversion_matches_keras_on_reference_photos(tmp_path: Path) -> None:
+    model = random_model(96)
+    export_litert(model, tmp_path / LITERT_FILE)
+    photos = sorted(p for p in PARROTS.rglob("*") if p.is_file())[::16][:12]
+    pixels = np.stack([load_rgb(photo, 96) for photo in photos])
+    assert len(photos) == 12
+    assert_matches(LiteRTModel(tmp_path / LITERT_FILE), model, pixels)
+
+
+def test_classifier_serves_the_conversion_without_tensorflow(exported: tuple[keras.Model, Path], tmp_path: Path) -> None:
+    model, folder = exported
+    photo = solid_photo(tmp_path / "bird.png", (40, 160, 60), size=64)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from pathlib import Path
+        from bird_model.artifacts import ModelFolder
+        from bird_model.inference import Classifier
+        folder = ModelFolder(path=Path({str(folder)!r}), classes={CLASSES!r}, config={{"image_size": 64}}, metrics={{}})
+        scores = Classifier(folder).classify({str(photo)!r}).scores
+        print(json.dumps({{"scores": scores, "loaded": sorted({{"tensorflow", "keras"}} & set(sys.modules))}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, **QUIET_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer["loaded"] == []
+    expected = np.asarray(model(load_rgb(photo, 64)[np.newaxis].astype(np.float32), training=False))[0]
+    assert list(answer["scores"]) == [CLASSES[i] for i in np.argsort(expected)[::-1]]
+    assert np.allclose([answer["scores"][name] for name in CLASSES], expected, atol=TOLERANCE)
+
+
+def test_classifier_refuses_a_conversion_with_another_label_map(exported: tuple[keras.Model, Path]) -> None:
+    _, folder = exported
+    with pytest.raises(ModelFolderError, match="model.tflite predicts 3 classes but .*labels.json names 2"):
+        Classifier(served_folder(folder, CLASSES[:2]))

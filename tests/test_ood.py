@@ -1,0 +1,137 @@
+"""The outlier detector on synthetic features: far points are unknown, near ones pass, files round-trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bird_model.ood import METHODS, OutlierDetector, _normalise, auroc, calibrate_threshold, fit_detector
+
+DIMENSIONS = 64
+CLASSES = 3
+
+
+class Clusters:
+    """Non-negative clustered features, like pooled ReLU6 activations, one cluster per class."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.centres = self.rng.uniform(0.0, 3.0, size=(CLASSES, DIMENSIONS))
+        self.spread = self.rng.uniform(0.1, 0.6, size=DIMENSIONS)
+        """Unequal variances per dimension, so a shared covariance has something to learn."""
+
+    def sample(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(count) % CLASSES
+        noise = self.rng.normal(size=(count, DIMENSIONS)) * self.spread
+        return np.abs(self.centres[labels] + noise), labels
+
+    def foreign(self, count: int) -> np.ndarray:
+        """Points around a centre that belongs to no class."""
+        centre = self.rng.uniform(0.0, 3.0, size=DIMENSIONS)
+        return np.abs(centre + self.rng.normal(size=(count, DIMENSIONS)) * self.spread)
+
+
+@pytest.fixture(params=METHODS)
+def method(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def fitted(method: str, clusters: Clusters, validation_count: int = 40) -> OutlierDetector:
+    train, labels = clusters.sample(150)
+    validation, _ = clusters.sample(validation_count)
+    return fit_detector(train, labels, validation, target_pass_rate=0.97, method=method)
+
+
+def test_points_further_from_every_class_score_higher_and_are_unknown(method: str) -> None:
+    clusters = Clusters()
+    detector = fitted(method, clusters)
+    inside, _ = clusters.sample(200)
+    outside = clusters.foreign(200)
+    assert auroc(detector.score(inside), detector.score(outside)) > 0.99
+    assert detector.is_unknown(outside).mean() > 0.95
+    path = np.linspace(0.0, 1.0, 6)[:, np.newaxis]
+    walk = (1 - path) * clusters.centres[0] + path * clusters.foreign(1)
+    assert np.all(np.diff(detector.score(walk)) > 0)
+
+
+def test_new_in_distribution_points_pass_at_the_target_rate_on_average(method: str) -> None:
+    """The conformal guarantee: averaged over validation sets of 40, at least the target passes.
+
+    Only the threshold depends on the validation set, so the detector is fitted once and
+    recalibrated per draw, as ``fit_detector`` does.
+    """
+    clusters = Clusters(seed=1)
+    train, labels = clusters.sample(150)
+    validation, _ = clusters.sample(40)
+    detector = fit_detector(train, labels, validation, 0.97, method)
+    assert detector.threshold == calibrate_threshold(detector.score(validation), 0.97)
+    unseen = detector.score(clusters.sample(1000)[0])
+    thresholds = [calibrate_threshold(detector.score(clusters.sample(40)[0]), 0.97) for _ in range(200)]
+    assert np.mean([np.mean(unseen <= threshold) for threshold in thresholds]) >= 0.97
+
+
+def test_threshold_uses_the_conformal_rank() -> None:
+    scores = np.arange(1.0, 101.0)
+    assert calibrate_threshold(scores, 0.97) == 98.0
+    assert calibrate_threshold(scores[:40], 0.97) == 40.0
+    assert calibrate_threshold(scores[:5], 0.97) == 5.0
+    with pytest.raises(ValueError):
+        calibrate_threshold(scores, 1.0)
+
+
+def test_save_and_load_give_identical_scores(method: str, tmp_path: Path) -> None:
+    clusters = Clusters()
+    detector = fitted(method, clusters)
+    detector.save(tmp_path / "ood.npz")
+    loaded = OutlierDetector.load(tmp_path / "ood.npz")
+    points = np.vstack([clusters.sample(20)[0], clusters.foreign(20)])
+    assert loaded.method == method
+    assert loaded.threshold == detector.threshold
+    np.testing.assert_array_equal(loaded.score(points), detector.score(points))
+
+
+def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
+    clusters = Clusters()
+    train, labels = clusters.sample(150)
+    detector = fit_detector(train, labels, clusters.sample(40)[0], method="mahalanobis")
+    residuals = _normalise(train) - detector.class_means[labels]
+    mu = (residuals**2).sum() / residuals.size
+    shrinkage = detector.shrinkage
+    covariance = (1 - shrinkage) * residuals.T @ residuals / len(residuals) + shrinkage * mu * np.eye(DIMENSIONS)
+    points = clusters.foreign(10)
+    differences = _normalise(points)[:, np.newaxis] - detector.class_means[np.newaxis]
+    expected = np.einsum("nkp,pq,nkq->nk", differences, np.linalg.inv(covariance), differences).min(axis=1)
+    assert 0.0 < shrinkage < 1.0
+    np.testing.assert_allclose(detector.score(points), expected, rtol=1e-9)
+
+
+def test_a_class_without_training_features_is_refused() -> None:
+    features, labels = Clusters().sample(30)
+    with pytest.raises(ValueError, match="every class"):
+        fit_detector(features, np.where(labels == 1, 2, labels), features)
+
+
+def test_auroc_of_separated_identical_and_tied_scores() -> None:
+    assert auroc(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.9])) == 1.0
+    assert auroc(np.array([0.5, 0.9]), np.array([0.1, 0.2, 0.3])) == 0.0
+    assert auroc(np.full(7, 0.4), np.full(5, 0.4)) == 0.5
+    rng = np.random.default_rng(0)
+    inside, outside = rng.integers(0, 5, 50).astype(float), rng.integers(0, 7, 60).astype(float)
+    pairwise = np.mean((outside[:, None] > inside[None]) + 0.5 * (outside[:, None] == inside[None]))
+    assert auroc(inside, outside) == pytest.approx(pairwise)
+
+
+def test_the_detector_needs_no_tensorflow() -> None:
+    """The app scores photos with it after a LiteRT forward pass, without importing TensorFlow."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, bird_model.ood; print('tensorflow' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert loaded.stdout.strip() == "False"
