@@ -98,7 +98,7 @@ def main() -> None:
     for run in range(1, args.runs + 1):
         elapsed, prediction = cold_start(args.model, photo, args.timeout)
         seconds.append(elapsed)
-        print(f"run {run}: {elapsed:.2f} s → {prediction.get('label')}", flush=True)
+        print(f"run {run}: {elapsed:.2f} s → {prediction[0].get('label')}", flush=True)
     print(describe_machine())
     print(f"Model {args.model}; photo {photo}\n")
     print("| run | seconds |\n| --- | ---: |")

@@ -61,7 +61,7 @@ def original_way(folder: ModelFolder, top_k: int) -> TopK:
 
 def serving_path(folder: ModelFolder, top_k: int) -> TopK:
     classifier = Classifier(folder)
-    return lambda photo: list(classifier.predict(photo))[:top_k]
+    return lambda photo: list(classifier.classify(photo).scores)[:top_k]
 
 
 def time_alternately(ways: dict[str, TopK], photos: list[Path], calls: int, warmup: int) -> dict[str, np.ndarray]:
