@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.data import DatasetError
-from bird_model.hub import HubError, publish_folder
+from bird_model.hub import HubError, Parent, find_parent, publish_folder
 from bird_model.pipeline import run_training
 from bird_model.settings import RunSettings, TrainingOptions
 from bird_model.sources import DataSourceError, resolve_source
@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hub.add_argument("--tag", help="tag the uploaded commit (for example v1)")
     hub.add_argument("--commit-message", help="message of the upload commit")
     hub.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login)")
+    hub.add_argument("--force", action="store_true",
+                     help="move main even if the new model is worse than main's on the photos that validated it")
     args = parser.parse_args(argv)
     if args.push_only and not args.push_to_hub:
         parser.error("--push-only needs --push-to-hub OWNER/NAME")
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"No --data given: training on the original birds dataset, {DEFAULT_DATA}")
         try:
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
-            folder = run_training(sources, run_settings(args)).path
+            folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
         except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
@@ -75,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub:
         return publish(folder, args)
     return 0
+
+
+def published_parent(args: argparse.Namespace) -> Parent | None:
+    """The model on the target repo's main, to grade the new one against; training goes on without it."""
+    if not args.push_to_hub:
+        return None
+    try:
+        return find_parent(args.push_to_hub, token=args.token)
+    except HubError as error:
+        print(f"Warning: {error} The new model will not be compared with the published one.", file=sys.stderr)
+        return None
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
@@ -95,7 +108,7 @@ def publish(folder: Path, args: argparse.Namespace) -> int:
     try:
         published = publish_folder(
             folder, args.push_to_hub, token=args.token, private=args.private, tag=args.tag,
-            commit_message=args.commit_message,
+            commit_message=args.commit_message, force=args.force,
         )
     except (HubError, ModelFolderError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
@@ -104,13 +117,20 @@ def publish(folder: Path, args: argparse.Namespace) -> int:
         return 1
     print(f"Published {published.repo_id} commit {published.commit}" + (f" (tag {published.tag})" if published.tag else ""))
     print(published.commit_url)
+    if published.branch != "main":
+        print(
+            f"WARNING: this model is worse than the one on main on the photos that validated it, so main was NOT "
+            f"moved: it is published only as tag {published.tag} (branch {published.branch}). Serve it with "
+            f"BIRD_MODEL_REVISION={published.tag}; publish it to main with --force.",
+            file=sys.stderr,
+        )
     return 0
 
 
 def retry_command(folder: Path, args: argparse.Namespace) -> str:
     """The command that uploads the same folder again, without the token (it never goes to output)."""
     words = ["python", "train.py", "--push-only", str(folder), "--push-to-hub", args.push_to_hub]
-    words += ["--private"] * args.private
+    words += ["--private"] * args.private + ["--force"] * args.force
     for option, value in (("--tag", args.tag), ("--commit-message", args.commit_message)):
         if value:
             words += [option, value]

@@ -35,6 +35,9 @@ macro F1 {{ "%.3f" | format(macro_f1) }}. Training accuracy {{ "%.2f" | format(t
 {% if parent %}
 This model retrains `{{ parent.repo_id }}` at revision `{{ parent.commit }}`{% if parent.accuracy is not none %}, whose
 validation accuracy was {{ "%.2f" | format(parent.accuracy * 100) }}%{% endif %}.
+{%- if comparison %} On the {{ comparison.photos }} of its {{ comparison.parent_photos }} validation photos that
+this run also kept for validation, this model scores {{ "%.2f" | format(comparison.new_accuracy * 100) }}%
+({{ "%+.2f" | format((comparison.new_accuracy - comparison.parent_accuracy) * 100) }} points).{% endif %}
 {% endif %}
 
 | class | precision | recall | F1 | photos |
@@ -139,6 +142,7 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
         tensorflow_version=config["versions"]["tensorflow"],
         keras_version=config["versions"]["keras"],
         parent=config.get("parent"),
+        comparison=metrics.get("parent_comparison"),
         repo_id=repo_id or "OWNER/NAME",
     )
 

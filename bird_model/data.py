@@ -116,24 +116,23 @@ def load_dataset(folders: list[Path], image_size: int, show_progress: bool = Tru
     return dataset
 
 
-def split_dataset(dataset: Dataset, validation_fraction: float, seed: int) -> Split:
+def split_dataset(
+    dataset: Dataset, validation_fraction: float, seed: int, keep_in_validation: frozenset[str] = frozenset()
+) -> Split:
     """Stratified, reproducible split that keeps each near-duplicate group on one side.
 
     Each class sends ``round(n * validation_fraction)`` photos (at least one) to
     validation, taking whole groups in a seeded random order, and always keeps at least
-    one group for training.
+    one group for training. Groups holding a photo whose SHA-256 is in
+    ``keep_in_validation`` go first: a retrained model is then graded on the photos that
+    graded its parent, which it has not trained on.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise DatasetError(f"--val-split must be between 0 and 1, got {validation_fraction}.")
-    rng = random.Random(seed)
-    groups_by_class: dict[str, list[list[int]]] = defaultdict(list)
-    for group in dataset.groups:
-        groups_by_class[dataset.samples[group[0]].label].append(sorted(group))
     train: list[int] = []
     validation: list[int] = []
-    for label in dataset.classes:
-        groups = sorted(groups_by_class[label])
-        rng.shuffle(groups)
+    for groups in _shuffled_groups_by_class(dataset, seed).values():
+        groups.sort(key=lambda group: not any(dataset.samples[i].sha256 in keep_in_validation for i in group))
         size = sum(len(group) for group in groups)
         wanted = max(1, round(size * validation_fraction))
         taken = 0
@@ -145,6 +144,54 @@ def split_dataset(dataset: Dataset, validation_fraction: float, seed: int) -> Sp
             else:
                 train.extend(group)
     return Split(sorted(train), sorted(validation))
+
+
+def stratified_folds(dataset: Dataset, k: int, seed: int) -> list[Split]:
+    """``k`` splits for cross-validation: their validation sides partition the dataset.
+
+    Stratified and group-aware like :func:`split_dataset`, so no fold is graded on a
+    near-duplicate of a training photo. Class by class, groups (largest first, else in the
+    seeded random order) go to the fold holding the fewest photos of their labels so far
+    (a group may mix classes), ties to the fold with the fewest photos overall: a class's
+    counts per fold differ by about its largest group at most, and the classes' remainders
+    land in different folds. Every class needs at least ``k`` groups, so that every fold
+    can validate every class.
+    """
+    groups_by_class = _shuffled_groups_by_class(dataset, seed)
+    fewest_label = min(groups_by_class, key=lambda label: len(groups_by_class[label]))
+    fewest = len(groups_by_class[fewest_label])
+    if not 2 <= k <= fewest:
+        raise DatasetError(
+            f"{k}-fold cross-validation needs 2 <= k <= the number of photo groups (near-duplicates "
+            f"count once) of every class; '{fewest_label}' has {fewest}."
+        )
+    folds: list[list[int]] = [[] for _ in range(k)]
+    per_label: list[Counter[str]] = [Counter() for _ in range(k)]
+    for groups in groups_by_class.values():
+        for group in sorted(groups, key=len, reverse=True):
+            labels = [dataset.samples[index].label for index in group]
+            fold = min(range(k), key=lambda f: (sum(per_label[f][label] for label in labels), len(folds[f]), f))
+            folds[fold].extend(group)
+            per_label[fold].update(labels)
+    everyone = set(range(len(dataset.samples)))
+    return [Split(sorted(everyone - set(fold)), sorted(fold)) for fold in folds]
+
+
+def _shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list[int]]]:
+    """Each class's near-duplicate groups, in class order, each class shuffled by one seeded generator.
+
+    The order is the only randomness of both splits, so a seed reproduces them exactly.
+    """
+    rng = random.Random(seed)
+    groups_by_class: dict[str, list[list[int]]] = defaultdict(list)
+    for group in dataset.groups:
+        groups_by_class[dataset.samples[group[0]].label].append(sorted(group))
+    shuffled: dict[str, list[list[int]]] = {}
+    for label in dataset.classes:
+        groups = sorted(groups_by_class[label])
+        rng.shuffle(groups)
+        shuffled[label] = groups
+    return shuffled
 
 
 def _list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:

@@ -46,6 +46,21 @@ class Published:
     commit: str
     commit_url: str
     tag: str | None
+    branch: str
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The published model a retraining replaces, and the photos that validated it."""
+
+    repo_id: str
+    commit: str
+    accuracy: float
+    validation_hashes: frozenset[str]
+
+    def record(self) -> dict[str, Any]:
+        """What the new model's config and card say about it."""
+        return {"repo_id": self.repo_id, "commit": self.commit, "accuracy": self.accuracy}
 
 
 @dataclass(frozen=True)
@@ -75,34 +90,69 @@ def publish_folder(
     private: bool = False,
     tag: str | None = None,
     commit_message: str | None = None,
+    force: bool = False,
 ) -> Published:
-    """Upload a complete model folder as one commit on ``main`` and optionally tag it.
+    """Upload a complete model folder as one commit and optionally tag it.
 
-    The folder is checked first, and its card and config are brought up to date with the
-    target repo and the revision this upload replaces (its parent), so the card on the Hub
-    tells which model it retrains.
+    The commit goes on ``main``, unless training found the new model worse than ``main``'s
+    on the photos that validated it: then, without ``force``, it goes on a branch
+    ``candidate-TAG`` and only its tag points at it, so the live demo keeps the better model.
+    The folder's card and config are brought up to date with the target repo and the
+    revision this upload replaces (its parent) before the upload.
     """
     if not is_repo_id(repo_id):
         raise HubError(f"--push-to-hub {repo_id!r} is not a repo id; expected OWNER/NAME.")
     folder = artifacts.read_model_folder(path)
     if not (token or get_token()):
         raise HubError(f"publishing to {repo_id} failed: {NO_TOKEN}")
+    keep_main = is_worse_than_parent(folder.metrics) and not force
+    if keep_main and not tag:
+        raise HubError(
+            "the new model is worse than the one on main (see metrics.json 'parent_comparison'); "
+            "publish it under a tag only with --tag NAME, or replace main anyway with --force."
+        )
     api = HfApi(token=token)
     with _explained(f"publishing to {repo_id}"):
         api.create_repo(repo_id, private=private, exist_ok=True)
-        parent = _current_main(api, repo_id)
+        parent = folder.config.get("parent") or _record_of(find_parent(repo_id, token=token))
         _record_parent(folder, repo_id, parent)
+        branch = f"candidate-{tag}" if keep_main else "main"
+        if keep_main:
+            api.create_branch(repo_id, branch=branch, revision=parent["commit"], exist_ok=True)
         accuracy = folder.metrics["validation"]["accuracy"]
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=path,
+            revision=branch,
             commit_message=commit_message or f"Model {folder.config['created_at']}: validation accuracy {accuracy:.2%}",
             ignore_patterns=[".*", "**/.*"],
             delete_patterns=["*"],
         )
         if tag:
             api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message)
-    return Published(repo_id, commit.oid, commit.commit_url, tag)
+    return Published(repo_id, commit.oid, commit.commit_url, tag, branch)
+
+
+def find_parent(repo_id: str, token: str | None = None) -> Parent | None:
+    """The model ``main`` serves now, which a new upload would replace; None for a new or empty repo."""
+    api = HfApi(token=token)
+    with _explained(f"reading the current model of {repo_id}"):
+        try:
+            info = api.model_info(repo_id, revision="main")
+        except RepositoryNotFoundError:
+            return None
+        files = {sibling.rfilename for sibling in info.siblings or []}
+        if artifacts.METRICS_FILE not in files:
+            return None
+        metrics = read_published_file(repo_id, artifacts.METRICS_FILE, info.sha, token=token)
+        split = read_published_file(repo_id, artifacts.SPLIT_FILE, info.sha, token=token) if artifacts.SPLIT_FILE in files else {}
+    hashes = frozenset(row["sha256"] for row in split.get("validation", []))
+    return Parent(repo_id, info.sha, float(metrics["validation"]["accuracy"]), hashes)
+
+
+def is_worse_than_parent(metrics: dict[str, Any]) -> bool:
+    comparison = metrics.get("parent_comparison")
+    return bool(comparison) and comparison["new_accuracy"] < comparison["parent_accuracy"]
 
 
 def fetch_model(source: str, revision: str | None = None, token: str | None = None) -> FetchedModel:
@@ -135,13 +185,8 @@ def read_published_file(repo_id: str, filename: str, revision: str, token: str |
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, token=token)).read_text())
 
 
-def _current_main(api: HfApi, repo_id: str) -> dict[str, Any] | None:
-    """The commit and validation accuracy that ``main`` holds now; None for an empty repo."""
-    info = api.model_info(repo_id, revision="main", files_metadata=False)
-    if not any(sibling.rfilename == artifacts.METRICS_FILE for sibling in info.siblings or []):
-        return None
-    metrics = read_published_file(repo_id, artifacts.METRICS_FILE, info.sha, token=api.token)
-    return {"repo_id": repo_id, "commit": info.sha, "accuracy": metrics.get("validation", {}).get("accuracy")}
+def _record_of(parent: Parent | None) -> dict[str, Any] | None:
+    return None if parent is None else parent.record()
 
 
 def _record_parent(folder: artifacts.ModelFolder, repo_id: str, parent: dict[str, Any] | None) -> None:

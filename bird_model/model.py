@@ -86,6 +86,6 @@ def uncompiled_copy(model: keras.Model) -> keras.Model:
     Saving the trained model itself would also store Adam's slots (about 10 MB more for
     every download of the Space).
     """
-    copy = keras.models.clone_model(model)
+    copy = keras.Model.from_config(model.get_config())  # clone_model would copy the compile state too
     copy.set_weights(model.get_weights())
     return copy

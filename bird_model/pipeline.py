@@ -19,20 +19,29 @@ from bird_model import artifacts
 from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
 from bird_model.evaluation import classification_metrics, save_confusion_matrix
+from bird_model.hub import Parent
 from bird_model.ood import fit_detector
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
 
 
-def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifacts.ModelFolder:
-    """Train on ``sources`` and write the model folder at ``settings.output``."""
+def run_training(
+    sources: list[ResolvedSource], settings: RunSettings, parent: Parent | None = None
+) -> artifacts.ModelFolder:
+    """Train on ``sources`` and write the model folder at ``settings.output``.
+
+    With a ``parent`` (the published model this run would replace), the photos that
+    validated the parent stay in validation, and the new model is compared with the
+    parent on them.
+    """
     started = time.monotonic()
     artifacts.check_output_free(settings.output, settings.overwrite)
     weights = resolve_base_weights(settings.base_weights)
 
     dataset = load_dataset([source.path for source in sources], settings.image_size)
     print_dataset_report(dataset)
-    split = split_dataset(dataset, settings.validation_fraction, settings.training.seed)
+    pinned = parent.validation_hashes if parent else frozenset()
+    split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
 
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
@@ -60,7 +69,11 @@ def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifa
             "validation_pass_rate": float(np.mean(~detector.is_unknown(validation_features))),
         },
     }
+    if parent is not None:
+        metrics["parent_comparison"] = compare_with_parent(parent, dataset, split, validation_probabilities)
+        print_comparison(metrics["parent_comparison"])
     config = run_config(sources, settings, dataset, split)
+    config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
         uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
@@ -73,6 +86,33 @@ def run_training(sources: list[ResolvedSource], settings: RunSettings) -> artifa
     folder = artifacts.read_model_folder(settings.output)
     print_summary(folder, time.monotonic() - started)
     return folder
+
+
+def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray) -> dict:
+    """Accuracy of the new model on the parent's validation photos that are in this run's validation."""
+    shared = [
+        position
+        for position, index in enumerate(split.validation)
+        if dataset.samples[index].sha256 in parent.validation_hashes
+    ]
+    truth = np.array([dataset.classes.index(dataset.samples[split.validation[p]].label) for p in shared])
+    right = validation_probabilities[shared].argmax(axis=1) == truth if shared else np.array([])
+    return {
+        "parent_commit": parent.commit,
+        "photos": len(shared),
+        "parent_photos": len(parent.validation_hashes),
+        "parent_accuracy": parent.accuracy,
+        "new_accuracy": float(right.mean()) if shared else parent.accuracy,
+    }
+
+
+def print_comparison(comparison: dict) -> None:
+    change = comparison["new_accuracy"] - comparison["parent_accuracy"]
+    print(
+        f"On {comparison['photos']} of the {comparison['parent_photos']} photos that validated the published model "
+        f"({comparison['parent_commit'][:7]}): {comparison['new_accuracy']:.2%} vs its {comparison['parent_accuracy']:.2%} "
+        f"({change:+.2%})."
+    )
 
 
 def resolve_base_weights(option: str) -> str | None:

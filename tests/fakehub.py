@@ -6,7 +6,7 @@ Only the routes the project uses are implemented: ``create_repo``, ``upload_fold
 / ``upload_file`` / ``create_commit`` (every file is answered ``uploadMode: regular``,
 so no LFS or Xet endpoint is ever needed), ``create_tag``, ``list_repo_refs``,
 ``repo_info`` / ``model_info`` / ``dataset_info``, ``list_repo_tree``, ``whoami``,
-``hf_hub_download`` and ``snapshot_download``.
+``hf_hub_download``, ``snapshot_download`` and ``create_branch``.
 
 Usage::
 
@@ -337,6 +337,8 @@ class FakeHub:
             return self._commit(self._writable(repo_type, repo_id, req), revision, req)
         if action == ("POST", "tag"):
             return self._tag(self._writable(repo_type, repo_id, req), revision, req.json())
+        if action == ("POST", "branch"):
+            return self._branch(self._writable(repo_type, repo_id, req), revision, req.json())
         raise HubError(404, f"No route for {req.method} {'/'.join(rest)}")
 
     # -- access control ----------------------------------------------------------------
@@ -459,6 +461,13 @@ class FakeHub:
         if payload["tag"] in repo.tags:
             raise HubError(409, f"Tag {payload['tag']} already exists")
         repo.tags[payload["tag"]] = commit.sha
+        return Reply()
+
+    def _branch(self, repo: Repo, branch: str, payload: dict[str, Any]) -> Reply:
+        """create_branch: a new branch at ``startingPoint`` (default: main's head)."""
+        if branch in repo.branches:
+            raise HubError(409, f"Branch {branch} already exists")
+        repo.branches[branch] = repo.resolve(payload.get("startingPoint") or "main").sha
         return Reply()
 
     def _resolve(self, repo: Repo, revision: str, path: str) -> Reply:

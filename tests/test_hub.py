@@ -50,8 +50,10 @@ def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, t
     assert f"Published {REPO} commit {v1} (tag v1)" in first.stdout
 
     new = make_dataset(tmp_path / "new", {"green bird": (40, 200, 40)}, start_seed=77)
+    # Untrained tiny models score by chance, so v2 may grade below v1: --force moves main regardless
+    # (the refusal itself is tested in test_a_worse_model_is_published_under_its_tag_only_unless_forced).
     second = run_script("train.py", "--data", old, "--data", new, "--output", tmp_path / "v2", *FAST,
-                        "--push-to-hub", REPO, env=env)
+                        "--push-to-hub", REPO, "--force", env=env)
     assert second.returncode == 0, second.stderr
     v2 = fake_hub.commits(REPO)[-1].sha
     assert fake_hub.tags(REPO) == {"v1": v1} and v2 != v1
@@ -59,7 +61,13 @@ def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, t
     files = fake_hub.files(REPO, revision=v2)
     config = json.loads(files["config.json"])
     assert config["parent"]["commit"] == v1 and config["repo_id"] == REPO
-    assert f"retrains `{REPO}` at revision `{v1}`" in files["README.md"].decode()
+    v1_validation = {row["sha256"] for row in json.loads(fake_hub.files(REPO, revision=v1)["split.json"])["validation"]}
+    v2_validation = {row["sha256"] for row in json.loads(files["split.json"])["validation"]}
+    assert v1_validation <= v2_validation, "the photos that graded v1 must grade v2 too"
+    comparison = json.loads(files["metrics.json"])["parent_comparison"]
+    assert comparison["parent_commit"] == v1 and comparison["photos"] == comparison["parent_photos"] == 2
+    card = files["README.md"].decode()
+    assert f"retrains `{REPO}` at revision `{v1}`" in card and "On the 2 of its 2 validation photos" in card
     assert {"model.keras", "labels.json", "metrics.json", "examples/green_bird.jpg"} <= set(files)
 
     for revision, commit, classes in (("v1", v1, ["blue bird", "red bird"]),
@@ -180,3 +188,32 @@ def test_published_card_renders_with_metadata(fake_hub: FakeHub, model_folder: P
     assert card.data.eval_results[0].metric_type == "accuracy"
     assert f'snapshot_download("{REPO}")' in card.text
     assert read_model_folder(folder).config["repo_id"] == REPO
+
+
+def test_a_worse_model_is_published_under_its_tag_only_unless_forced(
+    fake_hub: FakeHub, model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert train.main(["--push-only", str(model_folder), "--push-to-hub", REPO, "--tag", "v1", "--token", "hf_write"]) == 0
+    v1 = fake_hub.tags(REPO)["v1"]
+    worse = copy_of(model_folder, tmp_path / "worse")
+    metrics = json.loads((worse / "metrics.json").read_text())
+    metrics["parent_comparison"] = {"parent_commit": v1, "photos": 2, "parent_photos": 2,
+                                    "parent_accuracy": 1.0, "new_accuracy": 0.5}
+    (worse / "metrics.json").write_text(json.dumps(metrics))
+    (worse / "config.json").write_text(json.dumps({**read_model_folder(worse).config, "parent": None}))
+    capsys.readouterr()
+
+    assert train.main(["--push-only", str(worse), "--push-to-hub", REPO, "--token", "hf_write"]) == 1
+    assert "worse than the one on main" in capsys.readouterr().err
+    assert fake_hub.commits(REPO)[-1].sha == v1
+
+    assert train.main(["--push-only", str(worse), "--push-to-hub", REPO, "--tag", "v2", "--token", "hf_write"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: this model is worse" in err and "main was NOT moved" in err
+    v2 = fake_hub.tags(REPO)["v2"]
+    assert v2 != v1 and fake_hub.files(REPO, revision="main") == fake_hub.files(REPO, revision=v1)
+    assert json.loads(fake_hub.files(REPO, revision="v2")["metrics.json"])["parent_comparison"]["new_accuracy"] == 0.5
+
+    forced = ["--push-only", str(worse), "--push-to-hub", REPO, "--tag", "v2-forced", "--force", "--token", "hf_write"]
+    assert train.main(forced) == 0
+    assert fake_hub.files(REPO, revision="main") == fake_hub.files(REPO, revision="v2-forced")
