@@ -9,6 +9,9 @@ Settings (options override environment variables):
   HF_HUB_OFFLINE=1        serve the cached copy of a Hub model without network
   --top-k / BIRD_TOP_K    classes shown per prediction (default 3)
   --share / GRADIO_SHARE  also ask Gradio for a public share link
+  BIRD_LOG_DIR            prediction log folder (default logs/predictions)
+  BIRD_LOG_IMAGES=1       also keep every uploaded photo in the log folder
+  BIRD_LOG_REPO, BIRD_LOG_EVERY  mirror the log to this Hub dataset repo every N minutes (default 5)
   GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
 """
 
@@ -16,12 +19,31 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError
 from bird_model.hub import HubError, fetch_model
+from bird_model.monitoring import Dashboard, LogSettings, ModelIdentity, open_log
 
 MAX_UPLOAD = "25mb"
+
+CONCURRENCY_LIMIT: int | None = 2
+"""Predictions Gradio runs at once. On 2 shared cores (benchmarks/load.py, 16 callers, 1000
+mixed requests; README.md, Load) Gradio's default of 1 served 29-31 requests/s, 2 served
+36-39 and 4 served 40-41: with 2, one photo decodes while another is in the interpreter
+(decoding runs outside its lock). 4 was no faster per CPU second it got, and every running
+prediction may hold a large photo's decode in memory, so the limit also bounds memory."""
+
+QUEUE_MAX_SIZE: int | None = 200
+"""Requests waiting beyond it are refused at once with "Queue is full" instead of waiting.
+200 is about 5 s of work at the measured rate; queued requests hold no decoded pixels
+(their uploads are on disk), so the bound is on waiting, not memory."""
+
+UPLOAD_CACHE_SWEEP = (3600, 3600)
+"""Gradio's ``delete_cache`` (every, older than; seconds). Gradio keeps every distinct upload
+in its cache folder until the server restarts, which grows without end on a public demo; the
+photo is needed only while it is classified (the prediction log keeps its own copy when asked)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        log_settings = LogSettings.from_environment(os.environ)
+    except ValueError as error:
+        print(f"app.py: error: {error}", file=sys.stderr)
+        return 2
     if not args.model and not LATEST_LINK.exists():
         print(
             f"app.py: error: no model to serve. Either train one locally: `python train.py` (or with "
@@ -51,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN"))
         from bird_model.inference import Classifier
-        from bird_model.web import build_demo
+        from bird_model.web import build_demo, with_monitoring
 
         classifier = Classifier(fetched.folder)
     except (HubError, ModelFolderError) as error:
@@ -60,13 +87,22 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Serving {fetched.version()}")
     folder = fetched.folder
-    demo = build_demo(classifier, args.top_k, version=fetched.version())
-    demo.queue().launch(
+    model = ModelIdentity.of(fetched)
+    log = open_log(log_settings, model, classifier.classes, token=os.environ.get("HF_TOKEN"))
+    # SIGTERM (a Space or container stop, Popen.terminate) would end the process at once,
+    # skipping atexit and the log's last second; as KeyboardInterrupt it ends like Ctrl+C,
+    # through Gradio's shutdown in block_thread and then log.close().
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    interface = build_demo(classifier, args.top_k, version=fetched.version(), on_prediction=log.record)
+    demo = with_monitoring(interface, Dashboard(log_settings.folder, model, folder, fetched.version()))
+    demo.delete_cache = UPLOAD_CACHE_SWEEP
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT).launch(
         share=args.share, max_file_size=MAX_UPLOAD, allowed_paths=[str(folder.path)], prevent_thread_lock=True
     )
     if args.share and not demo.share_url:
         print(f"Share link unavailable (no route to the share server); still serving locally at {demo.local_url}")
     demo.block_thread()
+    log.close()
     return 0
 
 

@@ -12,4 +12,5 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``hub``: publishing to and downloading from the Hugging Face Hub
 - ``inference``: the serving-time classifier
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
+- ``monitoring``: the prediction log, the training baseline and drift reports (``monitor``: its command)
 """

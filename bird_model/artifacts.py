@@ -35,11 +35,13 @@ CONFUSION_FILE = "confusion_matrix.png"
 DATASET_REPORT_FILE = "dataset_report.json"
 SPLIT_FILE = "split.json"
 OOD_FILE = "ood.npz"
+BASELINE_FILE = "baseline.json"
 CARD_FILE = "README.md"
 EXAMPLES_DIR = "examples"
 
 REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
-SERVING_PATTERNS = [CARD_FILE, MODEL_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, f"{EXAMPLES_DIR}/*"]
+SERVING_PATTERNS = [CARD_FILE, MODEL_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
+                    f"{EXAMPLES_DIR}/*"]
 """What the app needs from a published folder; downloads are restricted to these."""
 
 

@@ -20,6 +20,7 @@ from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
 from bird_model.evaluation import classification_metrics, save_confusion_matrix
 from bird_model.hub import Parent
+from bird_model.monitoring import compute_baseline
 from bird_model.ood import fit_detector
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
@@ -79,6 +80,8 @@ def run_training(
         uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
         export_litert(model, staging / artifacts.LITERT_FILE)
         detector.save(staging / artifacts.OOD_FILE)
+        baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
+        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline)
         write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
     finally:

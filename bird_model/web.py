@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -9,6 +10,10 @@ from gradio.components.label import LabelData
 
 from bird_model.images import ImageError
 from bird_model.inference import Classifier, Prediction
+from bird_model.monitoring import FIGURE_NAMES
+
+MonitoringView = Callable[[], tuple[str, list[str | None]]]
+"""The monitoring tab's content: a Markdown summary and one PNG file per ``FIGURE_NAMES``."""
 
 
 class PhotoUpload(gr.Image):
@@ -45,12 +50,19 @@ class VerdictLabel(gr.Label):
         return super().postprocess(value)
 
 
-def build_demo(classifier: Classifier, top_k: int, version: str) -> gr.Interface:
+def build_demo(
+    classifier: Classifier,
+    top_k: int,
+    version: str,
+    on_prediction: Callable[[str, Prediction], None] | None = None,
+) -> gr.Interface:
     """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served.
 
     The API returns ``(label, details)``: ``label`` is ``gr.Label``'s
     ``{"label", "confidences"}`` (top ``k``), and ``details`` says whether the photo looks
     like one of the known classes (``"verdict": "known" | "unknown"``); see README.md.
+    ``on_prediction`` sees every served prediction (not refused files) before its answer
+    is sent, so a caller that got an answer can count on it being recorded.
     """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
@@ -63,6 +75,8 @@ def build_demo(classifier: Classifier, top_k: int, version: str) -> gr.Interface
             prediction = classifier.classify(photo)
         except ImageError as error:
             raise gr.Error(str(error), print_exception=False) from error
+        if on_prediction is not None:
+            on_prediction(photo, prediction)
         return answer(prediction, top_k, unknown_label, version)
 
     accuracy = folder.metrics["validation"]["accuracy"]
@@ -82,6 +96,33 @@ def build_demo(classifier: Classifier, top_k: int, version: str) -> gr.Interface
         flagging_mode="never",
         api_name="predict",
     )
+
+
+def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
+    """The classifier and a "Monitoring" tab, which computes its view only when opened or refreshed.
+
+    The view's events share one concurrency slot of their own, so however often people
+    refresh, at most one report is computed at a time and the classifier's queue never waits
+    for it. They are private: the API stays ``/predict`` alone.
+    """
+    with gr.Blocks(title="Bird species classifier") as demo:
+        with gr.Tabs():
+            with gr.Tab("Classify"):
+                interface.render()
+            with gr.Tab("Monitoring") as tab:
+                refresh = gr.Button("Refresh", variant="secondary")
+                summary = gr.Markdown("Open this tab or press Refresh to read the prediction log.")
+                plots = [gr.Image(label=name.replace("_", " "), interactive=False)
+                         for name in FIGURE_NAMES]
+
+        def show() -> list[Any]:
+            text, drawn = view()
+            return [text, *drawn]
+
+        for event in (tab.select, refresh.click):
+            event(show, outputs=[summary, *plots], api_visibility="private", concurrency_id="monitoring",
+                  concurrency_limit=1)
+    return demo
 
 
 def answer(prediction: Prediction, top_k: int, unknown_label: str, version: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -30,6 +30,8 @@ needs_parrots = pytest.mark.skipif(
     not PARROTS.is_dir(), reason=f"reference dataset not found at {PARROTS} (only present on the team's machines)"
 )
 
+TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
+
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
@@ -69,6 +71,24 @@ def parrot_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for photo in sorted(class_dir.iterdir())[:6]:
             (subset / class_dir.name / photo.name).symlink_to(photo)
     return subset
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model of the whole reference set with the stand-in pretrained backbone.
+
+    The whole set, not a subset: its 40 validation photos give the monitoring baseline
+    something to stand on, and the run costs the same (TensorFlow's start and the export
+    dominate it).
+    """
+    if not PARROTS.is_dir():
+        pytest.skip(f"reference dataset not found at {PARROTS}")
+    if not PROXY_WEIGHTS.is_file():
+        pytest.skip(f"stand-in backbone weights not found at {PROXY_WEIGHTS}")
+    output = tmp_path_factory.mktemp("model") / "parrots"
+    result = run_script("train.py", "--data", PARROTS, "--output", output, *TRAIN_FAST)
+    assert result.returncode == 0, result.stderr
+    return output
 
 
 def run_script(
@@ -140,9 +160,15 @@ class RunningApp:
 
 @contextmanager
 def serving(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 180) -> Iterator[RunningApp]:
-    """Start ``app.py`` as a real process on 127.0.0.1 and yield it once its page answers."""
+    """Start ``app.py`` as a real process on 127.0.0.1 and yield it once its page answers.
+
+    Its prediction log goes to a scratch folder unless ``env`` names a ``BIRD_LOG_DIR``.
+    Leaving, it is stopped with SIGTERM, as a Space or container stops it.
+    """
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="app-", suffix=".log")[1])
+    predictions = tempfile.TemporaryDirectory(prefix="predictions-")
+    env = {"BIRD_LOG_DIR": predictions.name, **env}
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), *args],
@@ -163,6 +189,7 @@ def serving(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 
         process.terminate()
         process.wait(timeout=30)
         log_path.unlink(missing_ok=True)
+        predictions.cleanup()
 
 
 def _answers(url: str) -> bool:

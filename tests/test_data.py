@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bird_model.data import DatasetError, load_dataset, split_dataset
+from bird_model.data import DatasetError, load_dataset, split_dataset, stratified_folds
 from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
@@ -106,6 +107,33 @@ def test_two_photo_classes_keep_one_on_each_side(tmp_path: Path) -> None:
     dataset = load_dataset([make_dataset(tmp_path / "d", COLOURS, per_class=2)], 32, show_progress=False)
     split = split_dataset(dataset, 0.2, seed=1)
     assert len(split.train) == 3 and len(split.validation) == 3
+
+
+def test_folds_partition_the_dataset_by_class_and_keep_near_duplicates_together(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=10)
+    for index in range(3):
+        with Image.open(root / "red" / f"{index}.png") as image:
+            image.resize((40, 40)).save(root / "red" / f"{index}-small.jpg", quality=80)
+    dataset = load_dataset([root], 32, show_progress=False)
+    folds = stratified_folds(dataset, 5, seed=3)
+
+    assert folds == stratified_folds(dataset, 5, seed=3)
+    assert folds != stratified_folds(dataset, 5, seed=4)
+    validated = [index for fold in folds for index in fold.validation]
+    assert sorted(validated) == list(range(33))
+    for fold in folds:
+        assert sorted(fold.train + fold.validation) == list(range(33))
+        per_class = Counter(dataset.samples[i].label for i in fold.validation)
+        assert per_class["blue"] == per_class["green"] == 2 and per_class["red"] in (2, 3, 4)
+        for group in dataset.groups:
+            assert len({index in fold.validation for index in group}) == 1, f"group {group} straddles a fold"
+
+
+def test_more_folds_than_a_class_has_photo_groups_are_refused(tmp_path: Path) -> None:
+    dataset = load_dataset([make_dataset(tmp_path / "d", COLOURS, per_class=3)], 32, show_progress=False)
+    assert len(stratified_folds(dataset, 3, seed=0)) == 3
+    with pytest.raises(DatasetError, match="4-fold cross-validation needs"):
+        stratified_folds(dataset, 4, seed=0)
 
 
 @needs_parrots

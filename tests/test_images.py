@@ -105,3 +105,15 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
     assert path.stat().st_size < 1_000_000
     with pytest.raises(ImageError, match="too large"):
         load_rgb(path, 32)
+
+
+@pytest.mark.parametrize("format_", ["PNG", "JPEG"])
+def test_large_photos_keep_their_orientation_when_reduced_early(format_: str) -> None:
+    image = Image.new("RGB", (2000, 1000), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 1000, 1000))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    encoded = io.BytesIO()
+    image.save(encoded, format_, exif=exif)
+    pixels = load_rgb(encoded.getvalue(), 64)
+    assert pixels[5, 32].mean() > 200 and pixels[58, 32].mean() < 50

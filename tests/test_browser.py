@@ -1,0 +1,177 @@
+"""The page in a real browser: Debian's Chromium, driven by Playwright, against app.py as a real process.
+
+test_app.py covers the API through gradio_client; this covers what only the browser does: the
+upload widget, the Submit button, the examples gallery and the error toast. Playwright drives
+the system Chromium (`apt-get install chromium`); it never downloads a browser of its own.
+
+Selectors are Gradio's own ``data-testid`` attributes and ARIA roles and names (what Gradio's
+end-to-end tests rely on), never generated CSS classes. Everything is looked up inside the
+classifier's panel: its "Classify" tab beside the monitoring one (``gr.TabbedInterface``), or
+the whole page for a plain ``gr.Interface``; only the error toast, which Gradio draws over the
+page, is looked up page-wide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import pytest
+from PIL import Image
+
+from bird_model.artifacts import read_model_folder
+from tests.conftest import RunningApp, serving
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+# Debian's package puts it at /usr/bin/chromium; the second look-up finds it where PATH is trimmed.
+CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium not found (apt-get install -y --no-install-recommends chromium)"
+)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -r requirements-dev.txt)"
+)
+
+FIRST_PREDICTION_MS = 60_000  # the first call loads TensorFlow's kernels; the shared test machine is slow
+TOAST_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def app(trained: Path) -> Iterator[RunningApp]:
+    with serving({"BIRD_MODEL": str(trained)}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module; each test gets its own fresh page."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # --no-sandbox: CI runs as root in a container, where Chromium's sandbox cannot start.
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def open_classifier(page: Page, url: str) -> Locator:
+    """The classifier's panel: the whole app, or its "Classify" tab once there are tabs.
+
+    Gradio renders only the selected tab's panel, so with tabs, the tab is selected and the
+    visible panel is returned; lookups inside it cannot hit a look-alike in another tab.
+    """
+    page.goto(url)
+    tab = page.get_by_role("tab", name="Classify", exact=True)
+    tab.or_(page.locator('input[type="file"]')).first.wait_for(state="attached")
+    if tab.count():
+        tab.click()
+        return page.get_by_role("tabpanel").filter(visible=True)
+    return page.locator("gradio-app")
+
+
+def set_photo(panel: Locator, photo: Path) -> None:
+    """Upload as a user's file picker does, and wait until the widget holds the uploaded file."""
+    panel.locator('input[type="file"]').set_input_files(photo)
+    sync_api.expect(remove_photo_button(panel)).to_be_visible()
+
+
+def remove_photo_button(panel: Locator) -> Locator:
+    """Shown by the image widget once it holds a photo (upload finished, or example picked)."""
+    return panel.get_by_role("button", name="Remove Image", exact=True)
+
+
+def click(panel: Locator, name: str) -> None:
+    """The Interface's own buttons come before the outputs' icon buttons, hence ``first``."""
+    panel.get_by_role("button", name=name, exact=True).first.click()
+
+
+def top_label(panel: Locator) -> Locator:
+    """The headline of the Label output: the top class, or the "Unknown: ..." verdict."""
+    return panel.get_by_test_id("label-output-value")
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
+    """A picture of the page for a person to check; ``BIRD_SCREENSHOTS`` collects them from CI."""
+    path = tmp_path / name
+    page.screenshot(path=path, full_page=True, animations="disabled")
+    if target := os.environ.get("BIRD_SCREENSHOTS"):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / name)
+    return path
+
+
+def test_upload_then_example_are_classified(page: Page, app: RunningApp, trained: Path, tmp_path: Path) -> None:
+    folder = read_model_folder(trained)
+    panel = open_classifier(page, app.url)
+
+    set_photo(panel, folder.examples()[0])
+    click(panel, "Submit")
+    sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
+    assert top_label(panel).inner_text() in folder.classes
+    details = panel.get_by_test_id("json")
+    first_details = details.inner_text()
+
+    # Clearing first makes the next answer observable: the label panel empties, then refills.
+    click(panel, "Clear")
+    sync_api.expect(top_label(panel)).to_have_count(0)
+    example = folder.examples()[-1]
+    example_image = page.locator(f'img[src$="/{quote(example.name)}"]')
+    panel.get_by_role("button").filter(has=example_image).click()
+    sync_api.expect(remove_photo_button(panel)).to_be_visible()
+    click(panel, "Submit")
+    sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
+    assert top_label(panel).inner_text() in folder.classes
+    assert details.inner_text() != first_details, "the example's answer should replace the first photo's"
+    screenshot(page, tmp_path, "classified.png")
+
+
+def write_text_as_jpeg(path: Path) -> None:
+    path.write_text("not a photo at all")
+
+
+def write_truncated_jpeg(path: Path) -> None:
+    """A real JPEG cut short: the browser still previews its top rows, only decoding fails."""
+    full = path.with_name("full.jpg")
+    Image.effect_noise((300, 300), 60).convert("RGB").save(full)
+    path.write_bytes(full.read_bytes()[:3000])
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (write_text_as_jpeg, "The file is not an image in a supported format"),
+        (write_truncated_jpeg, "The image data is corrupt or truncated"),
+    ],
+    ids=["text-as-jpeg", "truncated-jpeg"],
+)
+def test_bad_file_shows_its_message_in_a_toast(
+    page: Page, app: RunningApp, tmp_path: Path, write: Callable[[Path], None], message: str
+) -> None:
+    """PhotoUpload hands the file to our decoder, so the toast says what is wrong with it.
+
+    (Stock ``gr.Image`` fails in Gradio's own preprocessing and shows a bare "Error" with no toast.)
+    """
+    bad = tmp_path / "upload.jpg"
+    write(bad)
+    panel = open_classifier(page, app.url)
+    set_photo(panel, bad)
+    click(panel, "Submit")
+    toast = page.get_by_test_id("toast-body").filter(has_text="Error").get_by_test_id("toast-text").first
+    sync_api.expect(toast).to_be_visible(timeout=TOAST_MS)
+    assert message in toast.inner_text()
+    screenshot(page, tmp_path, f"error-toast-{write.__name__}.png")
