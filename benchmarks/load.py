@@ -46,7 +46,8 @@ from bird_model.formats import SUPPORTED_EXTENSIONS
 REFERENCE = "reference photo"
 LARGE_JPEG = "6000x4000 JPEG"
 LARGE_PNG = "3000x2000 PNG"
-GOOD_KINDS = (REFERENCE, LARGE_JPEG, LARGE_PNG)
+GIANT_PNG = "7000x7000 RGBA PNG"
+GOOD_KINDS = (REFERENCE, LARGE_JPEG, LARGE_PNG, GIANT_PNG)
 
 EXPECTED_MESSAGES = {
     "not an image": "not an image in a supported format",
@@ -57,7 +58,7 @@ EXPECTED_MESSAGES = {
 }
 """Each bad kind and a phrase only its own message contains (see ``bird_model/images.py``)."""
 
-SHARES = {LARGE_JPEG: 0.03, LARGE_PNG: 0.02, **{kind: 0.01 for kind in EXPECTED_MESSAGES}}
+SHARES = {LARGE_JPEG: 0.03, LARGE_PNG: 0.02, GIANT_PNG: 0.01, **{kind: 0.01 for kind in EXPECTED_MESSAGES}}
 """Fraction of the requests per kind; the reference photos take the rest (5% bad files in all)."""
 
 LARGE_PNG_COUNT = 3
@@ -139,6 +140,9 @@ def make_files(photos: list[Path], folder: Path) -> dict[str, list[Path]]:
         REFERENCE: photos,
         LARGE_JPEG: [_upscaled(largest[-1], (6000, 4000), folder / "large.jpg")],
         LARGE_PNG: [_upscaled(p, (3000, 2000), folder / f"large-{i}.png") for i, p in enumerate(largest)],
+        # Just under the 50-megapixel limit, with transparency: the costliest photo that is accepted
+        # (blocky, so the file stays well under the 25 MB upload limit).
+        GIANT_PNG: [_saved(_blocky(largest[0], (7000, 7000)), folder / "giant.png", optimize=True)],
         "not an image": [_write(folder / "notes.jpg", b"These are my field notes, not a photo.\n" * 50)],
         "truncated JPEG": [_write(folder / "truncated.jpg", _first_half(source_jpeg))],
         "empty file": [_write(folder / "empty.jpg", b"")],
@@ -156,6 +160,12 @@ def _pixels(path: Path) -> int:
 def _upscaled(source: Path, size: tuple[int, int], target: Path) -> Path:
     with Image.open(source) as image:
         return _saved(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), target, quality=90)
+
+
+def _blocky(source: Path, size: tuple[int, int]) -> Image.Image:
+    with Image.open(source) as image:
+        small = image.convert("RGBA").resize((size[0] // 100, size[1] // 100))
+    return small.resize(size, Image.Resampling.NEAREST)
 
 
 def _saved(image: Image.Image, target: Path, **options: object) -> Path:

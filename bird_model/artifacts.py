@@ -39,10 +39,12 @@ BASELINE_FILE = "baseline.json"
 CARD_FILE = "README.md"
 EXAMPLES_DIR = "examples"
 
-REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
-SERVING_PATTERNS = [CARD_FILE, MODEL_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
+REQUIRED_FILES = (LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
+"""Besides a model: ``model.keras`` (the source of truth) or its serving conversion ``model.tflite``."""
+SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
                     f"{EXAMPLES_DIR}/*"]
-"""What the app needs from a published folder; downloads are restricted to these."""
+"""What the app needs from a published folder; downloads are restricted to these. ``model.keras``
+is fetched only for a folder without ``model.tflite``, halving what a Space downloads."""
 
 
 class ModelFolderError(ValueError):
@@ -136,6 +138,8 @@ def read_model_folder(path: Path) -> ModelFolder:
     if not path.is_dir():
         raise ModelFolderError(f"Model folder not found: {path}")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if not (path / MODEL_FILE).is_file() and not (path / LITERT_FILE).is_file():
+        missing.insert(0, MODEL_FILE)
     if missing:
         raise ModelFolderError(f"Model folder {path} is incomplete: missing {', '.join(missing)}.")
     labels = _read_json(path / LABELS_FILE)

@@ -103,6 +103,8 @@ def publish_folder(
     if not is_repo_id(repo_id):
         raise HubError(f"--push-to-hub {repo_id!r} is not a repo id; expected OWNER/NAME.")
     folder = artifacts.read_model_folder(path)
+    if not folder.model_path.is_file():
+        raise artifacts.ModelFolderError(f"Model folder {path} is incomplete: missing {artifacts.MODEL_FILE}.")
     if not (token or get_token()):
         raise HubError(f"publishing to {repo_id} failed: {NO_TOKEN}")
     keep_main = is_worse_than_parent(folder.metrics) and not force
@@ -171,11 +173,13 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
         snapshot = Path(
             snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
         )
+        if not (snapshot / artifacts.LITERT_FILE).is_file():
+            # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, one more file.
+            snapshot_download(source, revision=snapshot.name, allow_patterns=[artifacts.MODEL_FILE], token=token)
     try:
         folder = artifacts.read_model_folder(snapshot)
     except artifacts.ModelFolderError as error:
         raise HubError(f"{source} at {wanted!r} is not a usable model folder: {error}") from error
-    # snapshot_download lays revisions out as .../snapshots/<commit sha>.
     return FetchedModel(folder, repo_id=source, revision=wanted, commit=snapshot.name)
 
 

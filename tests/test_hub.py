@@ -217,3 +217,17 @@ def test_a_worse_model_is_published_under_its_tag_only_unless_forced(
     forced = ["--push-only", str(worse), "--push-to-hub", REPO, "--tag", "v2-forced", "--force", "--token", "hf_write"]
     assert train.main(forced) == 0
     assert fake_hub.files(REPO, revision="main") == fake_hub.files(REPO, revision="v2-forced")
+
+
+def test_serving_downloads_the_conversion_and_not_the_keras_model(
+    fake_hub: FakeHub, model_folder: Path, tmp_path: Path
+) -> None:
+    fake_hub.seed_repo(REPO, model_folder)
+    served = fetch_model(REPO).folder.path
+    assert (served / "model.tflite").is_file() and not (served / "model.keras").exists()
+
+    keras_only = copy_of(model_folder, tmp_path / "keras-only")
+    (keras_only / "model.tflite").unlink()
+    fake_hub.seed_repo("tester/keras-only", keras_only)
+    served = fetch_model("tester/keras-only").folder.path
+    assert (served / "model.keras").is_file()
