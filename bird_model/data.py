@@ -239,7 +239,12 @@ def _difference_hash(pixels: np.ndarray) -> int:
 
 
 def _group_near_duplicates(samples: list[Sample]) -> list[list[int]]:
-    """Union-find over all pairs within :data:`NEAR_DUPLICATE_BITS`; every sample is in one group."""
+    """Union-find over same-class pairs within :data:`NEAR_DUPLICATE_BITS`; every sample is in one group.
+
+    Only photos of one class are grouped: the 64-bit hash of two different birds with a similar
+    layout can come as close as a re-encoded copy, and a group spanning classes would also
+    confuse the per-class stratification.
+    """
     parent = list(range(len(samples)))
 
     def find(i: int) -> int:
@@ -252,7 +257,8 @@ def _group_near_duplicates(samples: list[Sample]) -> list[list[int]]:
     for i in range(len(samples)):
         distances = np.array([bin(int(x)).count("1") for x in hashes[i + 1 :] ^ hashes[i]], dtype=np.int64)
         for j in np.flatnonzero(distances <= NEAR_DUPLICATE_BITS) + i + 1:
-            parent[find(int(j))] = find(i)
+            if samples[int(j)].label == samples[i].label:
+                parent[find(int(j))] = find(i)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(samples)):
         groups[find(i)].append(i)

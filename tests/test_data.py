@@ -143,3 +143,11 @@ def test_reference_dataset_is_read_whole_with_its_near_pairs_grouped() -> None:
     assert sum(s.path.suffix == ".webp" for s in dataset.samples) == 13
     grouped = {frozenset(s.path.name for s in group) for group in dataset.near_duplicate_groups()}
     assert frozenset({"Green parrot (25).jpg", "Green parrot (7).jpg"}) in grouped
+
+
+def test_near_identical_photos_of_different_classes_are_not_grouped(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=3)
+    with Image.open(root / "red" / "0.png") as image:
+        image.resize((40, 40)).save(root / "blue" / "lookalike.jpg", quality=80)
+    dataset = load_dataset([root], 32, show_progress=False)
+    assert all(len({dataset.samples[i].label for i in group}) == 1 for group in dataset.groups)
