@@ -24,6 +24,7 @@ import sys
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError
 from bird_model.hub import HubError, fetch_model
+from bird_model.images import release_large_buffers_promptly
 from bird_model.monitoring import Dashboard, LogSettings, ModelIdentity, open_log
 
 MAX_UPLOAD = "25mb"
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: {error}", file=sys.stderr)
         return 2
 
+    release_large_buffers_promptly()
     print(f"Serving {fetched.version()}")
     folder = fetched.folder
     model = ModelIdentity.of(fetched)

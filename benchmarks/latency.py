@@ -4,7 +4,7 @@
 
 The original way is the issue's baseline: Pillow decode and resize, pixels scaled by 1/255
 (as that code did; this model scales its own 0-255 input, so only the timing is
-meaningful), then ``model.predict``. The serving path is ``Classifier.predict``, which
+meaningful), then ``model.predict``. The serving path is ``Classifier.classify``, which
 serves ``model.tflite`` when the folder has one. Both run in one process and alternate
 call by call, so a busy neighbour on a shared machine slows both alike.
 """
@@ -96,7 +96,7 @@ def main() -> None:
     served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else folder.model_path.name
     ways = {
         "original: Pillow + model.predict": original_way(folder, args.top_k),
-        f"serving: Classifier.predict ({served})": serving_path(folder, args.top_k),
+        f"serving: Classifier.classify ({served})": serving_path(folder, args.top_k),
     }
     timings = time_alternately(ways, photos, args.calls, args.warmup)
     print(describe_machine())

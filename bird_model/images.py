@@ -8,6 +8,7 @@ MobileNetV2's [-1, 1] range. Everything that can go wrong with a file surfaces a
 
 from __future__ import annotations
 
+import ctypes
 import io
 from pathlib import Path
 from typing import BinaryIO
@@ -67,6 +68,22 @@ def _shrunk(image: Image.Image, size: int) -> Image.Image:
         return image.reduce(factor)
     except ValueError:  # a mode Pillow cannot reduce (rare high-depth ones): convert whole
         return image
+
+
+def release_large_buffers_promptly() -> None:
+    """Make glibc return every freed buffer over 1 MiB to the system at once (a server's start-up).
+
+    A decoded photo needs tens to hundreds of MB for a moment. By default glibc keeps such
+    freed blocks in per-thread arenas, so a server decoding in two threads grew to 2.2 GB
+    under load (benchmarks/load.py, 49 MP PNGs among the photos); with this threshold it
+    peaked under 1 GB. Same as ``MALLOC_MMAP_THRESHOLD_=1048576``; a no-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 1 << 20)
 
 
 def read_dimensions(source: str | Path | BinaryIO | bytes) -> tuple[int, int]:
