@@ -175,3 +175,22 @@ def test_bad_file_shows_its_message_in_a_toast(
     sync_api.expect(toast).to_be_visible(timeout=TOAST_MS)
     assert message in toast.inner_text()
     screenshot(page, tmp_path, f"error-toast-{write.__name__}.png")
+
+
+def test_monitoring_tab_shows_the_report_and_its_plots(
+    page: Page, app: RunningApp, trained: Path, tmp_path: Path
+) -> None:
+    from gradio_client import Client, handle_file
+
+    Client(app.url, verbose=False).predict(handle_file(str(read_model_folder(trained).examples()[0])),
+                                           api_name="/predict")
+    page.goto(app.url)
+    page.get_by_role("tab", name="Monitoring", exact=True).click()
+    panel = page.get_by_role("tabpanel").filter(visible=True)
+    sync_api.expect(panel.get_by_text("alarm", exact=False).first).to_be_visible(timeout=TOAST_MS)
+    plots = panel.locator("img")
+    sync_api.expect(plots).to_have_count(4, timeout=TOAST_MS)
+    for index in range(4):
+        width = plots.nth(index).evaluate("image => image.complete ? image.naturalWidth : 0")
+        assert width > 100, f"plot {index} did not load"
+    screenshot(page, tmp_path, "monitoring.png")
