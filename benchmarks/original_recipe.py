@@ -48,7 +48,7 @@ from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
 
 # The same compile and callbacks as ours, so that only the recipe's own choices differ.
-from bird_model.training import _callbacks, _compile, _plain
+from bird_model.training import training_callbacks, compile_model, plain_history
 
 AUGMENTATION = {
     "rotation_range": 20,
@@ -113,11 +113,11 @@ def _fit(
     options: TrainingOptions,
     verbose: int,
 ) -> dict[str, list[float]]:
-    _compile(model, learning_rate)
+    compile_model(model, learning_rate)
     history = model.fit(
-        batches, validation_data=validation_data, epochs=epochs, callbacks=_callbacks(options), verbose=verbose
+        batches, validation_data=validation_data, epochs=epochs, callbacks=training_callbacks(options), verbose=verbose
     )
-    return _plain(history.history)
+    return plain_history(history.history)
 
 
 def predict_original(model, pixels: np.ndarray) -> np.ndarray:

@@ -114,7 +114,7 @@ def publish_folder(
             "publish it under a tag only with --tag NAME, or replace main anyway with --force."
         )
     api = HfApi(token=token)
-    with _explained(f"publishing to {repo_id}"):
+    with explained(f"publishing to {repo_id}"):
         api.create_repo(repo_id, private=private, exist_ok=True)
         parent = folder.config.get("parent") or _record_of(find_parent(repo_id, token=token))
         _record_parent(folder, repo_id, parent)
@@ -138,7 +138,7 @@ def publish_folder(
 def find_parent(repo_id: str, token: str | None = None) -> Parent | None:
     """The model ``main`` serves now, which a new upload would replace; None for a new or empty repo."""
     api = HfApi(token=token)
-    with _explained(f"reading the current model of {repo_id}"):
+    with explained(f"reading the current model of {repo_id}"):
         try:
             info = api.model_info(repo_id, revision="main")
         except RepositoryNotFoundError:
@@ -169,7 +169,7 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
     if not is_repo_id(source):
         raise HubError(f"Model folder not found: {source} (nor is it a Hub repo id OWNER/NAME).")
     wanted = revision or "main"
-    with _explained(f"downloading {source} at revision {wanted!r}"):
+    with explained(f"downloading {source} at revision {wanted!r}"):
         snapshot = Path(
             snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
         )
@@ -185,7 +185,7 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
 
 def read_published_file(repo_id: str, filename: str, revision: str, token: str | None = None) -> dict[str, Any]:
     """One JSON file of a published revision (for comparing a new model with its parent)."""
-    with _explained(f"reading {filename} of {repo_id}@{revision}"):
+    with explained(f"reading {filename} of {repo_id}@{revision}"):
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, token=token)).read_text())
 
 
@@ -200,7 +200,7 @@ def _record_parent(folder: artifacts.ModelFolder, repo_id: str, parent: dict[str
 
 
 @contextmanager
-def _explained(action: str) -> Iterator[None]:
+def explained(action: str) -> Iterator[None]:
     """Turn the client's exceptions into one-line :class:`HubError`s that say what to do."""
     try:
         yield

@@ -303,10 +303,10 @@ def open_log(settings: LogSettings, model: ModelIdentity, classes: list[str], to
     """The app's log; a mirror that cannot start is reported and skipped, serving goes on."""
     mirror = None
     if settings.repo is not None:
-        from bird_model.hub import HubError, _explained
+        from bird_model.hub import HubError, explained
 
         try:
-            with _explained(f"mirroring the prediction log to {settings.repo}"):
+            with explained(f"mirroring the prediction log to {settings.repo}"):
                 mirror = start_mirror(settings.repo, settings.folder, settings.every_minutes, token)
         except HubError as error:
             print(f"Prediction log: {error} Logging locally only, to {settings.folder}.")

@@ -36,34 +36,34 @@ def train_two_phases(
     head_model = keras.Sequential(
         [keras.Input(train_features.shape[1:]), model.get_layer("dropout"), model.get_layer("probabilities")]
     )
-    _compile(head_model, options.learning_rate)
+    compile_model(head_model, options.learning_rate)
     head = head_model.fit(
         train_features,
         train[1],
         validation_data=(validation_features, validation[1]),
         batch_size=options.batch_size,
         epochs=options.epochs,
-        callbacks=_callbacks(options),
+        callbacks=training_callbacks(options),
         verbose=verbose,
     )
-    histories = {"phase1": _plain(head.history)}
+    histories = {"phase1": plain_history(head.history)}
     if options.fine_tune_epochs > 0:
         train_data = _batches(*train, options.batch_size, shuffle_seed=options.seed)
         validation_data = _batches(*validation, options.batch_size)
         unfrozen = unfreeze_top(model, options.fine_tune_fraction)
         print(f"Phase 2: top {options.fine_tune_fraction:.0%} of the base ({unfrozen} layers) unfrozen, "
               f"up to {options.fine_tune_epochs} epochs")
-        _compile(model, options.fine_tune_learning_rate)
+        compile_model(model, options.fine_tune_learning_rate)
         # shuffle=False: the tf.data pipeline already reshuffles every epoch, with the seed.
         fine = model.fit(
             train_data,
             validation_data=validation_data,
             epochs=options.fine_tune_epochs,
-            callbacks=_callbacks(options),
+            callbacks=training_callbacks(options),
             shuffle=False,
             verbose=verbose,
         )
-        histories["phase2"] = _plain(fine.history)
+        histories["phase2"] = plain_history(fine.history)
     return histories
 
 
@@ -87,7 +87,8 @@ def _to_float(*tensors: tf.Tensor) -> tuple[tf.Tensor, ...] | tf.Tensor:
     return (pixels, *tensors[1:]) if len(tensors) > 1 else pixels
 
 
-def _compile(model: keras.Model, learning_rate: float) -> None:
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam and cross-entropy on class indices; shared with the original recipe's benchmark."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -95,13 +96,14 @@ def _compile(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def _callbacks(options: TrainingOptions) -> list[keras.callbacks.Callback]:
+def training_callbacks(options: TrainingOptions) -> list[keras.callbacks.Callback]:
+    """Stop on stalled validation loss with the best weights back; slow down on a plateau first."""
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, options.patience // 2)),
     ]
 
 
-def _plain(history: dict[str, list]) -> dict[str, list[float]]:
+def plain_history(history: dict[str, list]) -> dict[str, list[float]]:
     """JSON-ready copy of a Keras history."""
     return {name: [float(value) for value in values] for name, values in history.items()}
