@@ -210,19 +210,30 @@ def test_log_is_mirrored_to_a_private_hub_dataset(fake_hub: FakeHub, tmp_path: P
     assert HfApi(endpoint=fake_hub.url, token="hf_write").dataset_info("tester/bird-log").private
 
 
+SMALL_BASELINE = {
+    "classes": CLASSES, "training_class_counts": [50, 50],
+    "confidence_edges": [0, 0.5, 1], "validation_confidence_counts": [0, 10],
+    "low_confidence_threshold": 0.5, "validation_low_confidence_share": 0.0,
+    "outlier_edges": [0, 1, 2], "validation_outlier_counts": [10, 0], "expected_unknown_share": 0.02,
+}
+
+
 def test_no_alarm_on_too_few_predictions(tmp_path: Path, photo: Path) -> None:
     log = PredictionLog(tmp_path, MODEL, CLASSES)
     for _ in range(MIN_RECORDS - 1):
         log.record(photo, prediction(0.3, unknown=True))
     log.close()
-    baseline = {
-        "classes": CLASSES, "training_class_counts": [50, 50],
-        "confidence_edges": [0, 0.5, 1], "validation_confidence_counts": [0, 10],
-        "low_confidence_threshold": 0.5, "validation_low_confidence_share": 0.0,
-        "outlier_edges": [0, 1, 2], "validation_outlier_counts": [10, 0], "expected_unknown_share": 0.02,
-    }
-    report = build_report(read_log(tmp_path, MODEL, CLASSES), baseline, "test model")
+    report = build_report(read_log(tmp_path, MODEL, CLASSES), SMALL_BASELINE, "test model")
     assert report.alarms == [] and "alarms need at least 50" in report.checks[0].message
+
+
+def test_many_unknown_answers_raise_their_alarm(tmp_path: Path, photo: Path) -> None:
+    log = PredictionLog(tmp_path, MODEL, CLASSES)
+    for index in range(MIN_RECORDS):
+        log.record(photo, prediction(0.9, unknown=index % 2 == 0))
+    log.close()
+    report = build_report(read_log(tmp_path, MODEL, CLASSES), SMALL_BASELINE, "test model")
+    assert "unknown answers" in [check.name for check in report.alarms]
 
 
 # -- the monitor command on bad input -----------------------------------------------------
@@ -350,7 +361,8 @@ def test_shifted_traffic_raises_the_drift_alarms(simulation: Simulation) -> None
     assert report.returncode == 1, report.stdout + report.stderr
     assert "Predictions: 200 (" in report.stdout
     assert "ALARM  class drift" in report.stdout
-    assert "ALARM  unknown answers" in report.stdout
+    # Whether the non-bird images also trip "unknown answers" depends on the tiny test model's
+    # threshold, which varies from run to run; that alarm's rule has its own unit test above.
     assert sorted(path.name for path in simulation.plots.iterdir()) == [
         "classes.png", "confidence.png", "outlier_score.png", "requests.png"
     ]
@@ -377,7 +389,7 @@ def test_monitoring_tab_shows_the_report_and_the_api_stays_predict(simulation: S
     view = Dashboard(simulation.log_dir, ModelIdentity(path=str(folder.path.resolve())), folder, "v")
     summary, plots = view()
     headline = summary.splitlines()[0]
-    assert headline.startswith("**") and "alarm(s):" in headline and "unknown answers" in headline
+    assert headline.startswith("**") and "alarm(s):" in headline and "class drift" in headline
     assert "Predictions: 400" in summary
     assert [Path(plot).name for plot in plots] == ["requests.png", "classes.png", "confidence.png", "outlier_score.png"]
     assert view() == (summary, plots), "a refresh within seconds recomputes nothing"
