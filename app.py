@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     # through Gradio's shutdown in block_thread and then log.close().
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     interface = build_demo(classifier, args.top_k, version=fetched.version(), on_prediction=log.record)
-    demo = with_monitoring(interface, Dashboard(log_settings.folder, model, folder, fetched.version()))
-    demo.delete_cache = UPLOAD_CACHE_SWEEP
+    dashboard = Dashboard(log_settings.folder, model, folder, fetched.version())
+    demo = with_monitoring(interface, dashboard, delete_cache=UPLOAD_CACHE_SWEEP)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT).launch(
         share=args.share, max_file_size=MAX_UPLOAD, allowed_paths=[str(folder.path)], prevent_thread_lock=True
     )

@@ -98,14 +98,17 @@ def build_demo(
     )
 
 
-def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
+def with_monitoring(
+    interface: gr.Interface, view: MonitoringView, delete_cache: tuple[int, int] | None = None
+) -> gr.Blocks:
     """The classifier and a "Monitoring" tab, which computes its view only when opened or refreshed.
 
     The view's events share one concurrency slot of their own, so however often people
     refresh, at most one report is computed at a time and the classifier's queue never waits
-    for it. They are private: the API stays ``/predict`` alone.
+    for it. They are private: the API stays ``/predict`` alone. ``delete_cache`` is Gradio's
+    (every, older than) sweep of uploaded files.
     """
-    with gr.Blocks(title="Bird species classifier") as demo:
+    with gr.Blocks(title="Bird species classifier", delete_cache=delete_cache) as demo:
         with gr.Tabs():
             with gr.Tab("Classify"):
                 interface.render()
