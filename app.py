@@ -12,6 +12,7 @@ Settings (options override environment variables):
   BIRD_LOG_DIR            prediction log folder (default logs/predictions)
   BIRD_LOG_IMAGES=1       also keep every uploaded photo in the log folder
   BIRD_LOG_REPO, BIRD_LOG_EVERY  mirror the log to this Hub dataset repo every N minutes (default 5)
+  --monitoring / BIRD_MONITORING=1  add the Monitoring tab (off by default: it is for the operator)
   GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
 """
 
@@ -58,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true",
                         default=os.environ.get("GRADIO_SHARE", "").lower() in {"1", "true", "yes"},
                         help="request a public gradio.live share link (default: $GRADIO_SHARE)")
+    parser.add_argument("--monitoring", action="store_true",
+                        default=os.environ.get("BIRD_MONITORING", "").lower() in {"1", "true", "yes"},
+                        help="add the Monitoring tab for the operator; every visitor can see it, so leave it "
+                             "off on a public demo (default: $BIRD_MONITORING)")
     return parser.parse_args(argv)
 
 
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     release_large_buffers_promptly()
-    print(f"Serving {fetched.version()}")
+    print(f"Serving {fetched.origin()}")
     folder = fetched.folder
     model = ModelIdentity.of(fetched)
     log = open_log(log_settings, model, classifier.classes, token=os.environ.get("HF_TOKEN"))
@@ -95,11 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     # skipping atexit and the log's last second; as KeyboardInterrupt it ends like Ctrl+C,
     # through Gradio's shutdown in block_thread and then log.close().
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    interface = build_demo(classifier, args.top_k, version=fetched.version(), on_prediction=log.record)
-    dashboard = Dashboard(log_settings.folder, model, folder, fetched.version())
-    demo = with_monitoring(interface, dashboard, delete_cache=UPLOAD_CACHE_SWEEP)
+    demo = build_demo(
+        classifier, args.top_k, version=fetched.version(), on_prediction=log.record, delete_cache=UPLOAD_CACHE_SWEEP
+    )
+    if args.monitoring:
+        demo = with_monitoring(demo, Dashboard(log_settings.folder, model, folder, fetched.version()))
+    # Nothing is allowed beyond Gradio's own upload and example caches (the example photos are
+    # copied there when the page is built); the model and log folders are also blocked, so no
+    # later allowed_paths can expose the weights or visitors' photos.
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT).launch(
-        share=args.share, max_file_size=MAX_UPLOAD, allowed_paths=[str(folder.path)], prevent_thread_lock=True
+        share=args.share,
+        max_file_size=MAX_UPLOAD,
+        blocked_paths=[str(folder.path.resolve()), str(log_settings.folder.resolve())],
+        prevent_thread_lock=True,
     )
     if args.share and not demo.share_url:
         print(f"Share link unavailable (no route to the share server); still serving locally at {demo.local_url}")

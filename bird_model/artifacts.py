@@ -183,24 +183,36 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def dataset_report(dataset: Dataset) -> dict[str, Any]:
-    """What was used, what was skipped and why, and which photos were grouped as near-identical."""
+    """What was used, what was skipped and why, and which photos were grouped as near-identical.
+
+    Files are named by source (the index into config.json's ``dataset.sources``) and path
+    inside it, never by absolute path: the folder is published.
+    """
     return {
         "usable": len(dataset.samples),
         "counts": dataset.counts(),
-        "skipped": [{"path": str(r.path), "reason": r.reason} for r in dataset.rejections],
-        "near_duplicate_groups": [[str(s.path) for s in group] for group in dataset.near_duplicate_groups()],
+        "skipped": [{**_located(dataset, r.path), "reason": r.reason} for r in dataset.rejections],
+        "near_duplicate_groups": [
+            [_located(dataset, s.path) for s in group] for group in dataset.near_duplicate_groups()
+        ],
     }
 
 
-def split_listing(dataset: Dataset, split: Split) -> dict[str, list[dict[str, str]]]:
+def split_listing(dataset: Dataset, split: Split) -> dict[str, list[dict[str, Any]]]:
     """Each split's files with content hashes, so a split can be audited or reproduced."""
-    def rows(indices: list[int]) -> list[dict[str, str]]:
+    def rows(indices: list[int]) -> list[dict[str, Any]]:
         return [
-            {"path": str(dataset.samples[i].path), "label": dataset.samples[i].label, "sha256": dataset.samples[i].sha256}
+            {**_located(dataset, dataset.samples[i].path), "label": dataset.samples[i].label,
+             "sha256": dataset.samples[i].sha256}
             for i in indices
         ]
 
     return {"train": rows(split.train), "validation": rows(split.validation)}
+
+
+def _located(dataset: Dataset, path: Path) -> dict[str, Any]:
+    source, relative = dataset.locate(path)
+    return {"source": source, "path": relative}
 
 
 def save_examples(folder: Path, dataset: Dataset, split: Split, max_side: int = 320) -> None:

@@ -53,6 +53,8 @@ class Dataset:
     pixels: np.ndarray
     rejections: list[Rejection] = field(default_factory=list)
     groups: list[list[int]] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)
+    """The folders the photos were read from, in ``--data`` order."""
 
     def counts(self) -> dict[str, int]:
         counted = Counter(sample.label for sample in self.samples)
@@ -65,6 +67,21 @@ class Dataset:
 
     def near_duplicate_groups(self) -> list[list[Sample]]:
         return [[self.samples[i] for i in group] for group in self.groups if len(group) > 1]
+
+    def locate(self, path: Path) -> tuple[int, str]:
+        """The source a file came from (its index in :attr:`roots`) and its path inside it.
+
+        What a model folder records instead of the absolute path, which would publish the
+        trainer's folders and user name with the model.
+        """
+        return _locate(path, self.roots)
+
+
+def _locate(path: Path, roots: list[Path]) -> tuple[int, str]:
+    for index, root in enumerate(roots):
+        if path.is_relative_to(root):
+            return index, path.relative_to(root).as_posix()
+    raise ValueError(f"{path} is not inside any dataset folder")
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,8 @@ def load_dataset(folders: list[Path], image_size: int, show_progress: bool = Tru
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         labels_by_hash[digest].add(label)
         if digest in first_seen:
-            rejections.append(Rejection(path, f"byte-identical duplicate of {first_seen[digest].path}"))
+            original = _locate(first_seen[digest].path, folders)[1]
+            rejections.append(Rejection(path, f"byte-identical duplicate of {original}"))
             continue
         try:
             array = load_rgb(path, image_size)
@@ -110,7 +128,7 @@ def load_dataset(folders: list[Path], image_size: int, show_progress: bool = Tru
     stacked = np.stack([pixels[i] for i in keep]) if keep else np.zeros((0, image_size, image_size, 3), np.uint8)
 
     classes = sorted({label for _, label in candidates})
-    dataset = Dataset(classes, samples, stacked, sorted(rejections, key=lambda r: str(r.path)))
+    dataset = Dataset(classes, samples, stacked, sorted(rejections, key=lambda r: str(r.path)), roots=list(folders))
     _check_trainable(dataset, folders)
     dataset.groups = _group_near_duplicates(samples)
     return dataset
@@ -195,7 +213,7 @@ def _shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[lis
 
 
 def _list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
-    """Every non-hidden file one level below a class folder, or why it is not a candidate."""
+    """Every non-hidden file inside a class folder (at any depth), or why it is not a candidate."""
     candidates: list[tuple[Path, str]] = []
     rejections: list[Rejection] = []
     for root in folders:

@@ -73,9 +73,15 @@ class FetchedModel:
     commit: str | None = None
 
     def version(self) -> str:
+        """The model's name and version as the public page and API show it: never a local path."""
         if self.repo_id is None:
-            return f"local folder {self.folder.path}"
+            config = self.folder.config
+            return f"{config.get('model_name', 'model')} (local, trained {str(config.get('created_at', '?'))[:10]})"
         return f"{self.repo_id}@{self.commit[:7] if self.commit else self.revision}"
+
+    def origin(self) -> str:
+        """Where it was read from, for the operator's console."""
+        return f"local folder {self.folder.path}" if self.repo_id is None else self.version()
 
 
 def is_repo_id(text: str) -> bool:

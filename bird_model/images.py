@@ -1,20 +1,29 @@
-"""Turning a photo file into the RGB pixels the model sees.
+"""Turning a photo file into the RGB pixels the model sees, within a fixed budget.
 
 Training and serving both call :func:`load_rgb`, so a photo is decoded, rotated, flattened
 and resized the same way in both; the model itself scales those 0-255 pixels to
 MobileNetV2's [-1, 1] range. Everything that can go wrong with a file surfaces as an
 :class:`ImageError` whose message is fit to show a user as is.
+
+Uploads come from strangers, so decoding is bounded before it starts: only the decoders in
+:mod:`bird_model.formats` are used, the pixel count is checked from the header, a JPEG's
+scan count is checked from its markers (decoding time grows with scans, not with file
+size), and every image is shrunk toward the model's size right after decoding, before any
+conversion copies it. README.md ("Hostile uploads") has the measurements behind each limit.
 """
 
 from __future__ import annotations
 
 import ctypes
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS
 
 MIN_SIDE = 8
 """Smallest usable width or height: below this a photo holds no recognisable bird."""
@@ -26,12 +35,34 @@ MAX_PIXELS = 50_000_000
 decompression bombs such as a 450 KB PNG claiming 12000x12000 pixels.
 """
 
+MAX_JPEG_SCANS = 100
+"""Refuse JPEGs with more scans, counted from the markers before decoding.
+
+Each progressive scan walks every block of the image again, however few bytes it holds: a
+1.2 MB 7000x7000 JPEG repeating a 30-byte scan 20,000 times took 35 s to decode here. Real
+encoders write 1 (baseline) to about 10 (libjpeg's progressive script) scans; 100 scans of
+a 50 MP image decode in well under a second.
+"""
+
 BACKGROUND = (255, 255, 255)
 """Transparent areas are composited onto white, in training and serving alike."""
+
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+_SOS = b"\xff\xda"
 
 
 class ImageError(ValueError):
     """A file that cannot be used as a photo; the message says why, in a user's words."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a file's header says, read without decoding pixels."""
+
+    width: int
+    height: int
+    format: str
+    """Pillow's format id (one of :data:`bird_model.formats.PILLOW_FORMATS`, or ``MPO``)."""
 
 
 def load_rgb(source: str | Path | BinaryIO | bytes, size: int) -> np.ndarray:
@@ -40,34 +71,43 @@ def load_rgb(source: str | Path | BinaryIO | bytes, size: int) -> np.ndarray:
     Applies EXIF orientation, composites transparency onto :data:`BACKGROUND`, maps
     palette, grayscale, CMYK and 16-bit images to 8-bit RGB (16-bit values are scaled,
     not clipped) and takes the first frame of animations. Large JPEGs are decoded at a
-    reduced scale that still covers ``size``, which keeps memory flat for big photos.
+    reduced scale that still covers ``size``; other formats are shrunk right after decoding.
     """
     with _open(source) as image:
         _check_dimensions(image)
-        image.draft("RGB", (size, size))
+        _check_scans(image)
         try:
+            image.draft("RGB", (size, size))
             image.load()
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageError(f"The image data is corrupt or truncated ({error}).") from error
-        rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, size)))
+            rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, size)))
+        except MemoryError as error:
+            raise ImageError("The image is too large to process.") from error
+        except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
+            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
 
 
 def _shrunk(image: Image.Image, size: int) -> Image.Image:
-    """Box-reduce a large decoded image to about twice ``size`` before any conversion.
+    """Shrink a large decoded image to about twice ``size`` before any conversion copies it.
 
-    Rotation, transparency and colour conversion each copy the whole image: on a 49 MP
-    RGBA PNG that took one request to about 900 MB, and to under 400 MB once reduced
-    first. Twice the target keeps the final bilinear resize's quality.
+    Rotation, transparency and colour conversion each copy the whole image, 16-bit scaling
+    in floating point: one 7000x7000 16-bit gray PNG (98 KB) took a request to 1.3 GB
+    before every mode was shrunk here first. Box averaging keeps the final bilinear
+    resize's quality; palette indices cannot be averaged, so palette images are sampled
+    (what Pillow's own resize does for them), and 1-bit images are averaged as gray.
     """
     factor = min(image.size) // (2 * size)
-    if factor < 2 or image.mode in ("P", "1"):  # palette indices cannot be averaged
+    if factor < 2:
         return image
-    try:
+    smaller = (image.width // factor, image.height // factor)
+    if image.mode == "P":
+        return image.resize(smaller, Image.Resampling.NEAREST)
+    if image.mode == "1":
+        image = image.convert("L")
+    if image.mode in ("L", "LA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "PA", "La", "I", "F"):
         return image.reduce(factor)
-    except ValueError:  # a mode Pillow cannot reduce (rare high-depth ones): convert whole
-        return image
+    return image.resize(smaller, Image.Resampling.BOX)
 
 
 def release_large_buffers_promptly() -> None:
@@ -86,16 +126,16 @@ def release_large_buffers_promptly() -> None:
     libc.mallopt(m_mmap_threshold, 1 << 20)
 
 
-def read_dimensions(source: str | Path | BinaryIO | bytes) -> tuple[int, int]:
-    """Width and height from the header, validated the same way :func:`load_rgb` does."""
+def read_header(source: str | Path | BinaryIO | bytes) -> Header:
+    """Size and format from the header, validated the same way :func:`load_rgb` does."""
     with _open(source) as image:
         _check_dimensions(image)
-        return image.size
+        return Header(image.width, image.height, image.format or "")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB with the conversions a person would expect."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in _HIGH_DEPTH_MODES:
         return _high_depth_gray_to_rgb(image)
     if image.mode == "P" and "transparency" in image.info or image.mode in ("PA", "LA", "RGBa"):
         image = image.convert("RGBA")
@@ -114,7 +154,7 @@ def _high_depth_gray_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _open(source: str | Path | BinaryIO | bytes) -> Image.Image:
-    """Open lazily (header only), turning Pillow's many failure types into one message each."""
+    """Open lazily (header only) with our decoders alone, one message per kind of failure."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     if _is_empty(source):
@@ -122,13 +162,39 @@ def _open(source: str | Path | BinaryIO | bytes) -> Image.Image:
     try:
         # Pillow warns above its own (larger) pixel cap and refuses far above it; our
         # stricter _check_dimensions then refuses from the header, with a steady message.
-        return Image.open(source)
+        return Image.open(source, formats=PILLOW_FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageError(f"The image is too large to process safely ({error}).") from error
     except UnidentifiedImageError as error:
-        raise ImageError("The file is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF).") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"The image could not be read ({error}).") from error
+        raise ImageError(f"The file is not an image in a supported format ({FORMAT_NAMES}).") from error
+    except Exception as error:  # noqa: BLE001 - header parsers fed a stranger's bytes may raise any type
+        raise ImageError(f"The image could not be read ({_first_line(error)}).") from error
+
+
+def _check_scans(image: Image.Image) -> None:
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans, before decoding it.
+
+    Counts start-of-scan markers in the whole file. Inside compressed data a 0xFF byte is
+    always followed by 0x00 or a restart marker, so every 0xFF 0xDA is a real scan, except in
+    an embedded thumbnail (a handful), which only makes the count err towards refusing.
+    """
+    if image.format not in ("JPEG", "MPO") or image.fp is None:
+        return
+    position, scans, previous = image.fp.tell(), 0, b""
+    image.fp.seek(0)
+    while chunk := image.fp.read(1 << 20):
+        scans += (previous + chunk).count(_SOS)
+        previous = chunk[-1:]
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(
+                f"The JPEG has more than {MAX_JPEG_SCANS} progressive scans, which would take too long to decode; "
+                "save it again as a normal JPEG."
+            )
+    image.fp.seek(position)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def _is_empty(source: str | Path | BinaryIO) -> bool:

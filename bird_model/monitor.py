@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN"))
         baseline = read_baseline(fetched.folder)
-        log = read_log(args.log_dir, ModelIdentity.of(fetched), fetched.folder.classes, args.since)
+        log = read_log(args.log_dir, ModelIdentity.of(fetched), baseline, args.since)
     except (HubError, ModelFolderError, FileNotFoundError) as error:
         print(f"monitor: error: {error}", file=sys.stderr)
         return 2

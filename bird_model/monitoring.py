@@ -19,6 +19,7 @@ judgement:
 from __future__ import annotations
 
 import atexit
+import bisect
 import hashlib
 import itertools
 import json
@@ -39,7 +40,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from bird_model.artifacts import BASELINE_FILE, ModelFolder, ModelFolderError
-from bird_model.images import read_dimensions
+from bird_model.formats import extension_for
+from bird_model.images import read_header
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
@@ -114,7 +116,7 @@ def prediction_record(
     prediction: Prediction, classes: list[str], upload: bytes, model: ModelIdentity, when: datetime
 ) -> dict[str, Any]:
     """One JSON line. ``probabilities`` follow ``classes`` (the model's output order)."""
-    width, height = read_dimensions(upload)
+    header = read_header(upload)
     return {
         "schema": SCHEMA_VERSION,
         "time": when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -124,8 +126,9 @@ def prediction_record(
         "probabilities": [prediction.scores[name] for name in classes],
         "outlier_score": prediction.outlier_score,
         "unknown": prediction.unknown,
-        "width": width,
-        "height": height,
+        "width": header.width,
+        "height": header.height,
+        "format": header.format,
         "sha256": hashlib.sha256(upload).hexdigest(),
     }
 
@@ -137,7 +140,6 @@ def prediction_record(
 class _Entry:
     record: dict[str, Any]
     image: bytes | None
-    suffix: str
 
 
 _STOP = object()
@@ -177,8 +179,7 @@ class PredictionLog:
     def record(self, photo: str | Path, prediction: Prediction) -> None:
         upload = Path(photo).read_bytes()
         record = prediction_record(prediction, self.classes, upload, self.model, datetime.now(timezone.utc))
-        image = upload if self.keep_images else None
-        self._queue.put(_Entry(record, image, Path(photo).suffix.lower()))
+        self._queue.put(_Entry(record, upload if self.keep_images else None))
 
     def close(self) -> None:
         """Idempotent; waits for every queued record to be on disk (and mirrored, with a mirror)."""
@@ -232,11 +233,13 @@ class PredictionLog:
             self._file = (self.folder / f"predictions-{day}.jsonl").open("a", encoding="utf-8")
             self._day = day
         if entry.image is not None:
-            entry.record["image"] = self._save_image(entry.image, entry.record["sha256"], entry.suffix)
+            entry.record["image"] = self._save_image(entry.image, entry.record["sha256"], entry.record["format"])
         self._file.write(json.dumps(entry.record, ensure_ascii=False) + "\n")
 
-    def _save_image(self, data: bytes, sha256: str, suffix: str) -> str:
-        relative = f"{IMAGES_DIR}/{sha256}{suffix}"
+    def _save_image(self, data: bytes, sha256: str, image_format: str) -> str:
+        """Named by content and decoded format only: a visitor's file name (too long for the
+        disk, or ending in ``.html``) must neither lose the record nor choose what is stored."""
+        relative = f"{IMAGES_DIR}/{sha256}{extension_for(image_format)}"
         target = self.folder / relative
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
@@ -331,34 +334,120 @@ def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | Non
 # -- reading the log ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogContents:
-    records: list[dict[str, Any]]
-    other_models: int
+BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440)]
+"""Time buckets of the requests chart; each divides the next, so counts coarsen exactly."""
+MAX_TIMELINE_BUCKETS = 20_000
+"""A timeline holding more buckets than this moves to the next coarser bucket."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class Timeline:
+    """Predictions per time bucket, kept at most :data:`MAX_TIMELINE_BUCKETS` long.
+
+    It starts at one minute and coarsens as the span grows, so a year of traffic costs as
+    little memory as a day of it.
+    """
+
+    def __init__(self) -> None:
+        self.bucket = BUCKETS[0]
+        self.counts: Counter[datetime] = Counter()
+
+    def add(self, moment: datetime) -> None:
+        self.counts[_floor(moment, self.bucket)] += 1
+        if len(self.counts) > MAX_TIMELINE_BUCKETS and self.bucket != BUCKETS[-1]:
+            self._regroup(BUCKETS[BUCKETS.index(self.bucket) + 1])
+
+    def bars(self, most: int = 48) -> tuple[list[tuple[datetime, int]], timedelta]:
+        """Counts per bucket, the bucket being the shortest that gives at most ``most`` bars."""
+        if not self.counts:
+            return [], self.bucket
+        span = max(self.counts) - min(self.counts)
+        bucket = next((b for b in BUCKETS if b >= self.bucket and span / b < most), BUCKETS[-1])
+        coarse: Counter[datetime] = Counter()
+        for moment, count in self.counts.items():
+            coarse[_floor(moment, bucket)] += count
+        start, end = min(coarse), max(coarse)
+        steps = int((end - start) / bucket) + 1
+        return [(start + bucket * i, coarse.get(start + bucket * i, 0)) for i in range(steps)], bucket
+
+    def _regroup(self, bucket: timedelta) -> None:
+        counts: Counter[datetime] = Counter()
+        for moment, count in self.counts.items():
+            counts[_floor(moment, bucket)] += count
+        self.bucket, self.counts = bucket, counts
+
+
+def _floor(moment: datetime, bucket: timedelta) -> datetime:
+    return _EPOCH + bucket * ((moment - _EPOCH) // bucket)
+
+
+@dataclass
+class LogSummary:
+    """What a report needs from a log, counted record by record.
+
+    Its size depends on the number of classes and bins, never on the number of records, so
+    a report over a year of traffic needs as little memory as one over a day.
+    """
+
+    classes: list[str]
+    confidence_edges: list[float]
+    outlier_edges: list[float]
+    low_confidence_threshold: float
+    count: int = 0
+    other_models: int = 0
     """Records of other models (or other class lists) than the one asked about."""
-    unreadable: int
+    unreadable: int = 0
     """Lines that are not JSON records: normally only a last line cut by a crash."""
+    label_counts: Counter[str] = field(default_factory=Counter)
+    confidence_counts: list[int] = field(default_factory=list)
+    outlier_counts: list[int] = field(default_factory=list)
+    low_confidence: int = 0
+    unknown: int = 0
+    timeline: Timeline = field(default_factory=Timeline)
+
+    def __post_init__(self) -> None:
+        self.confidence_counts = self.confidence_counts or [0] * (len(self.confidence_edges) - 1)
+        self.outlier_counts = self.outlier_counts or [0] * (len(self.outlier_edges) - 1)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.count += 1
+        self.label_counts[record["label"]] += 1
+        confidence = record["confidence"]
+        self.confidence_counts[bin_index(confidence, self.confidence_edges)] += 1
+        self.low_confidence += confidence < self.low_confidence_threshold
+        if record.get("outlier_score") is not None:
+            self.outlier_counts[bin_index(float(record["outlier_score"]), self.outlier_edges)] += 1
+        self.unknown += bool(record.get("unknown"))
+        self.timeline.add(record["time"])
 
 
-def read_log(folder: Path, model: ModelIdentity, classes: list[str], since: datetime | None = None) -> LogContents:
-    """The records of ``model`` in ``folder``, oldest first. Raises ``FileNotFoundError``."""
+def read_log(
+    folder: Path, model: ModelIdentity, baseline: Mapping[str, Any], since: datetime | None = None
+) -> LogSummary:
+    """Count the records of ``model`` in ``folder`` into ``baseline``'s bins. Raises ``FileNotFoundError``.
+
+    Files are read a line at a time, and files of days before ``since`` are not opened.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"prediction log folder not found: {folder}")
+    classes = baseline["classes"]
+    summary = LogSummary(
+        classes, baseline["confidence_edges"], baseline["outlier_edges"], baseline["low_confidence_threshold"]
+    )
     first_day = since.astimezone(timezone.utc).date().isoformat() if since else ""
-    records, other, unreadable = [], 0, 0
     for path in sorted(folder.glob(LOG_GLOB)):
         if path.stem.removeprefix("predictions-") < first_day:
             continue
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            record = _parse(line)
-            if record is None:
-                unreadable += 1
-            elif not model.matches(record) or len(record["probabilities"]) != len(classes):
-                other += 1
-            elif since is None or record["time"] >= since:
-                records.append(record)
-    records.sort(key=lambda record: record["time"])
-    return LogContents(records, other, unreadable)
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                record = _parse(line)
+                if record is None:
+                    summary.unreadable += 1
+                elif not model.matches(record) or len(record["probabilities"]) != len(classes):
+                    summary.other_models += 1
+                elif since is None or record["time"] >= since:
+                    summary.add(record)
+    return summary
 
 
 def _parse(line: str) -> dict[str, Any] | None:
@@ -419,17 +508,24 @@ def compute_baseline(
 def outlier_edges(scores: np.ndarray, threshold: float) -> list[float]:
     """Validation deciles and the threshold; the last bin runs from the threshold to infinity.
 
-    ``2 * threshold`` only closes that bin for ``np.histogram``; :func:`histogram` clips
-    larger scores into it.
+    ``2 * threshold`` only closes that bin; :func:`bin_index` counts larger scores in it.
     """
     cuts = np.quantile(scores, OUTLIER_QUANTILES).tolist() + [threshold, 2 * threshold]
     return [0.0] + sorted({float(cut) for cut in cuts if cut > 0})
 
 
 def histogram(values: Iterable[float], edges: list[float]) -> list[int]:
-    """Counts per bin ``[edges[i], edges[i+1])``; values past the last edge count in the last bin."""
-    clipped = np.clip(np.fromiter(values, dtype=np.float64), edges[0], edges[-1])
-    return np.histogram(clipped, bins=edges)[0].tolist()
+    """Counts per bin ``[edges[i], edges[i+1])``, as :func:`bin_index` assigns them."""
+    counts = [0] * (len(edges) - 1)
+    for value in values:
+        counts[bin_index(float(value), edges)] += 1
+    return counts
+
+
+def bin_index(value: float, edges: list[float]) -> int:
+    """The bin of ``value``; values below the first edge count in the first bin, from the last
+    inner edge up (the last bin is open-ended: unknown photos) in the last."""
+    return min(max(bisect.bisect_right(edges, value) - 1, 0), len(edges) - 2)
 
 
 def read_baseline(folder: ModelFolder) -> dict[str, Any]:
@@ -527,35 +623,27 @@ class Report:
         return [check for check in self.checks if check.alarm]
 
 
-def build_report(log: LogContents, baseline: Mapping[str, Any], model: str) -> Report:
+def build_report(log: LogSummary, baseline: Mapping[str, Any], model: str) -> Report:
     """``baseline`` is the served model's ``baseline.json``; ``model`` names the model in the text."""
-    records = log.records
     classes = baseline["classes"]
-    label_counts = Counter(record["label"] for record in records)
-    confidence = [record["confidence"] for record in records]
-    scores = [record["outlier_score"] for record in records if record.get("outlier_score") is not None]
-    timeline, bucket = requests_over_time([record["time"] for record in records])
+    timeline, bucket = log.timeline.bars()
     report = Report(
         model=model,
-        count=len(records),
+        count=log.count,
         other_models=log.other_models,
         unreadable=log.unreadable,
         timeline=timeline,
         bucket=bucket,
-        classes=Comparison.of(classes, [label_counts[name] for name in classes], baseline["training_class_counts"]),
+        classes=Comparison.of(classes, [log.label_counts[name] for name in classes], baseline["training_class_counts"]),
         confidence=Comparison.of(
-            _bin_names(baseline["confidence_edges"]),
-            histogram(confidence, baseline["confidence_edges"]),
-            baseline["validation_confidence_counts"],
+            _bin_names(baseline["confidence_edges"]), log.confidence_counts, baseline["validation_confidence_counts"]
         ),
         outlier=Comparison.of(
-            _bin_names(baseline["outlier_edges"]),
-            histogram(scores, baseline["outlier_edges"]),
-            baseline["validation_outlier_counts"],
+            _bin_names(baseline["outlier_edges"]), log.outlier_counts, baseline["validation_outlier_counts"]
         ),
-        low_confidence_share=_share(value < baseline["low_confidence_threshold"] for value in confidence),
+        low_confidence_share=_rate(log.low_confidence, log.count),
         baseline_low_confidence_share=baseline["validation_low_confidence_share"],
-        unknown_share=_share(bool(record.get("unknown")) for record in records),
+        unknown_share=_rate(log.unknown, log.count),
         baseline_unknown_share=baseline["expected_unknown_share"],
     )
     return replace(report, checks=checks(report))
@@ -591,25 +679,8 @@ def _rate_check(name: str, rate: float, baseline: float, source: str) -> Check:
     )
 
 
-BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440)]
-
-
-def requests_over_time(times: list[datetime], most: int = 48) -> tuple[list[tuple[datetime, int]], timedelta]:
-    """Counts per time bucket, the bucket being the shortest that gives at most ``most`` bars."""
-    if not times:
-        return [], BUCKETS[0]
-    span = times[-1] - times[0]
-    bucket = next((b for b in BUCKETS if span / b < most), BUCKETS[-1])
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    counts = Counter(epoch + bucket * ((moment - epoch) // bucket) for moment in times)
-    start, end = min(counts), max(counts)
-    steps = int((end - start) / bucket) + 1
-    return [(start + bucket * i, counts.get(start + bucket * i, 0)) for i in range(steps)], bucket
-
-
-def _share(flags: Iterable[bool]) -> float:
-    values = list(flags)
-    return sum(values) / len(values) if values else math.nan
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
 
 
 def _bin_names(edges: list[float]) -> list[str]:
@@ -699,7 +770,7 @@ class Dashboard:
         except ModelFolderError as error:
             return f"Monitoring is unavailable: {error}", [None] * len(FIGURE_NAMES)
         since = datetime.now(timezone.utc) - timedelta(days=DASHBOARD_DAYS)
-        log = read_log(self.log_folder, self.model, self.folder.classes, since)
+        log = read_log(self.log_folder, self.model, baseline, since)
         report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days")
         names = [check.name for check in report.alarms]
         headline = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"

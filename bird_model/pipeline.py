@@ -147,11 +147,11 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
             "resize": f"bilinear to {settings.image_size}x{settings.image_size} (aspect ratio not kept)",
             "scaling": "inside the model: pixels / 127.5 - 1 (MobileNetV2), input is raw 0-255 RGB",
         },
-        "base_weights": settings.base_weights,
+        "base_weights": Path(settings.base_weights).name,  # a weights file by name: its path is the trainer's
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         "training": asdict(settings.training),
         "dataset": {
-            "sources": [{"spec": source.spec, **source.provenance} for source in sources],
+            "sources": [source.record() for source in sources],
             "fingerprint": dataset.fingerprint(),
             "usable": len(dataset.samples),
             "rejected": len(dataset.rejections),

@@ -14,7 +14,7 @@ A spec is one of:
 Downloads often wrap the classes in an extra folder (the Kaggle dataset
 ``muhammadadeelkaggle/birds-dataset`` keeps them under ``Birds dataset/``), so the class root
 is discovered rather than assumed, and ``/SUB/FOLDER`` picks one when several qualify. Each
-source records its provenance (Hub commit sha, Kaggle version number, absolute local path) so a
+source records its provenance (Hub commit sha, Kaggle version number, local folder name) so a
 trained model can say exactly which data it saw. Every failure a user can fix is a
 :class:`DataSourceError` whose one-line message says what to do.
 """
@@ -76,12 +76,18 @@ class ResolvedSource:
     ``provenance`` holds strings only, so it can go into model metadata as is. Every source
     has ``type`` and ``subfolder`` (the class root relative to the source's top folder,
     ``.`` for the top folder itself); ``kaggle`` adds ``handle`` and ``version``, ``hf`` adds
-    ``repo_id``, ``revision`` and ``commit``, ``local`` adds the absolute ``path``.
+    ``repo_id``, ``revision`` and ``commit``, ``local`` adds the folder's ``name`` (never its
+    absolute path: the metadata is published).
     """
 
     spec: str
     path: Path
     provenance: dict[str, str]
+
+    def record(self) -> dict[str, str]:
+        """What model metadata says of this source: a local folder by name, as typed paths can be absolute."""
+        spec = self.provenance["name"] if self.provenance["type"] == "local" else self.spec
+        return {"spec": spec, **self.provenance}
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,8 @@ def _resolve_local(spec: str) -> ResolvedSource:
     # retraining often do, and the merged dataset is checked for two classes later.
     holds_classes = any(_holds_images(sub) for sub in _visible_subfolders(top)) and not _holds_images(top)
     class_root = top if holds_classes else find_class_root(top, spec)
-    provenance = {"type": "local", "path": str(top), "subfolder": _relative(class_root, top)}
+    # The folder's name only: the absolute path would publish the trainer's folders and user name.
+    provenance = {"type": "local", "name": top.name, "subfolder": _relative(class_root, top)}
     return ResolvedSource(spec, class_root, provenance)
 
 

@@ -55,6 +55,7 @@ def build_demo(
     top_k: int,
     version: str,
     on_prediction: Callable[[str, Prediction], None] | None = None,
+    delete_cache: tuple[int, int] | None = None,
 ) -> gr.Interface:
     """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served.
 
@@ -62,7 +63,8 @@ def build_demo(
     ``{"label", "confidences"}`` (top ``k``), and ``details`` says whether the photo looks
     like one of the known classes (``"verdict": "known" | "unknown"``); see README.md.
     ``on_prediction`` sees every served prediction (not refused files) before its answer
-    is sent, so a caller that got an answer can count on it being recorded.
+    is sent, so a caller that got an answer can count on it being recorded. ``delete_cache``
+    is Gradio's (every, older than) sweep of uploaded files.
     """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
@@ -95,20 +97,19 @@ def build_demo(
         description=description,
         flagging_mode="never",
         api_name="predict",
+        delete_cache=delete_cache,
     )
 
 
-def with_monitoring(
-    interface: gr.Interface, view: MonitoringView, delete_cache: tuple[int, int] | None = None
-) -> gr.Blocks:
+def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
     """The classifier and a "Monitoring" tab, which computes its view only when opened or refreshed.
 
-    The view's events share one concurrency slot of their own, so however often people
-    refresh, at most one report is computed at a time and the classifier's queue never waits
-    for it. They are private: the API stays ``/predict`` alone. ``delete_cache`` is Gradio's
-    (every, older than) sweep of uploaded files.
+    For the operator only (app.py's ``--monitoring``): a private event is still callable
+    through Gradio's queue by anyone who reads the page's config. Its events share one
+    concurrency slot of their own, so at most one report is computed at a time and the
+    classifier's queue never waits for it; the API stays ``/predict`` alone.
     """
-    with gr.Blocks(title="Bird species classifier", delete_cache=delete_cache) as demo:
+    with gr.Blocks(title="Bird species classifier", delete_cache=interface.delete_cache) as demo:
         with gr.Tabs():
             with gr.Tab("Classify"):
                 interface.render()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,12 +98,79 @@ def test_odd_formats_are_classified(client: Client, trained: Path, tmp_path: Pat
 def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
     config = Client(app.url, verbose=False).view_api(return_format="dict", print_info=False)
     assert "/predict" in config["named_endpoints"]
-    import urllib.request
-
     page = urllib.request.urlopen(app.url + "config").read().decode()
     for name in read_model_folder(trained).classes:
         assert name in page
     assert "Validation accuracy" in page
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def file_paths(config: object) -> list[str]:
+    """Every file path the page's config names (examples, mostly)."""
+    if isinstance(config, dict):
+        own = [config["path"]] if isinstance(config.get("path"), str) else []
+        return own + [path for value in config.values() for path in file_paths(value)]
+    if isinstance(config, list):
+        return [path for value in config for path in file_paths(value)]
+    return []
+
+
+def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp, trained: Path) -> None:
+    """The model folder is not downloadable (a private model behind a public demo would leak its
+    weights), nor is the prediction log; the page names the model, never a local path."""
+    served = app.url + "gradio_api/file="
+    for name in ("model.keras", "model.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
+                 "examples/../config.json"):
+        for path in (f"{trained}/{name}", f"{trained.resolve()}/{name}"):
+            assert status_of(served + path) == 403, path
+
+    text = urllib.request.urlopen(app.url + "config").read().decode()
+    assert str(trained) not in text and str(trained.resolve()) not in text and str(Path.home()) not in text
+    examples = [path for path in file_paths(json.loads(text)) if Path(path).suffix == ".jpg"]
+    assert len(examples) == len(read_model_folder(trained).examples())
+    assert all(status_of(served + path) == 200 for path in examples)
+
+
+def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trained: Path) -> None:
+    page = urllib.request.urlopen(app.url + "config").read().decode()
+    assert "Monitoring" not in page
+    with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
+        assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
+        api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
+        assert sorted(api["named_endpoints"]) == ["/predict"]
+
+
+def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:
+    """A name too long for the disk once prefixed, or one ending in .html, must neither lose the
+    record nor choose what is stored: images are named by hash and decoded format."""
+    photo = read_model_folder(trained).examples()[0]
+    long_name = tmp_path / ("a." + "b" * 250)
+    html = tmp_path / "page.html"
+    Image.open(photo).save(long_name, "PNG")
+    Image.open(photo).save(html, "PNG")
+    log_dir = tmp_path / "log"
+    with serving({"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), "BIRD_LOG_IMAGES": "1"}) as running:
+        client = Client(running.url, verbose=False)
+        for upload in (long_name, html):
+            predict(client, upload)
+        deadline = time.monotonic() + 10
+        while len(records := _log_records(log_dir)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "records are being lost" not in running.log()
+    assert [record["image"] for record in records] == [f"images/{record['sha256']}.png" for record in records]
+    assert sorted(path.suffix for path in (log_dir / "images").iterdir()) == [".png"]
+
+
+def _log_records(folder: Path) -> list[dict]:
+    text = "".join(path.read_text() for path in sorted(folder.glob("predictions-*.jsonl")))
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: Path) -> None:
@@ -178,7 +247,8 @@ def test_api_contract(client: Client, trained: Path) -> None:
     assert set(details) == {"verdict", "label", "confidence", "outlier_score", "model"}
     assert details["verdict"] in {"known", "unknown"}
     assert isinstance(details["confidence"], float) and isinstance(details["outlier_score"], float)
-    assert details["model"] == f"local folder {trained}"
+    config = read_model_folder(trained).config
+    assert details["model"] == f"{config['model_name']} (local, trained {config['created_at'][:10]})"
 
 
 def test_share_without_internet_logs_one_line_and_serves_locally(trained: Path) -> None:
@@ -194,8 +264,8 @@ def test_share_without_internet_logs_one_line_and_serves_locally(trained: Path) 
     env = {"BIRD_MODEL": str(trained), "https_proxy": "http://127.0.0.1:9", "PYTHONUNBUFFERED": "1"}
     with serving(env, "--share") as running:
         log = log_once_it_says(running, "Share link unavailable")
-        label, _ = predict(Client(running.url, verbose=False), read_model_folder(trained).examples()[0])
-        assert label["label"] in read_model_folder(trained).classes
+        _, details = predict(Client(running.url, verbose=False), read_model_folder(trained).examples()[0])
+        assert details["label"] in read_model_folder(trained).classes
     assert log.count("Share link unavailable") == 1, log
     assert f"still serving locally at {running.url}" in log
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bird_model.images import MAX_PIXELS, ImageError, load_rgb
+from bird_model.formats import FORMAT_NAMES
+from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, ImageError, load_rgb
 
 
 def saved(image: Image.Image, path: Path, **options) -> Path:
@@ -117,3 +120,82 @@ def test_large_photos_keep_their_orientation_when_reduced_early(format_: str) ->
     image.save(encoded, format_, exif=exif)
     pixels = load_rgb(encoded.getvalue(), 64)
     assert pixels[5, 32].mean() > 200 and pixels[58, 32].mean() < 50
+
+
+# -- hostile files: the decode budget -------------------------------------------------------
+
+
+def progressive_jpeg_with_scans(scans: int, side: int = 64) -> bytes:
+    """A valid progressive JPEG whose smallest scan is repeated until it has ``scans`` scans."""
+    encoded = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 130, 140)).save(encoded, "JPEG", progressive=True)
+    data = encoded.getvalue()
+    end = data.rindex(b"\xff\xd9")
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    parts = [data[start:following] for start, following in zip(starts, [*starts[1:], end])]
+    smallest = min(parts[1:], key=len)
+    return data[:end] + smallest * (scans - len(parts)) + data[end:]
+
+
+def test_jpeg_scans_are_counted_before_decoding() -> None:
+    assert load_rgb(progressive_jpeg_with_scans(MAX_JPEG_SCANS), 32).shape == (32, 32, 3)
+    with pytest.raises(ImageError, match=f"more than {MAX_JPEG_SCANS} progressive scans"):
+        load_rgb(progressive_jpeg_with_scans(MAX_JPEG_SCANS + 1), 32)
+
+
+@pytest.mark.parametrize("format_", ["TIFF", "ICO", "PCX", "TGA", "SGI", "AVIF"])
+def test_only_the_listed_formats_are_decoded(format_: str) -> None:
+    encoded = io.BytesIO()
+    Image.new("RGB", (64, 64), "green").save(encoded, format_)
+    with pytest.raises(ImageError, match=rf"not an image in a supported format \({FORMAT_NAMES}\)"):
+        load_rgb(encoded.getvalue(), 32)
+
+
+def test_postscript_never_reaches_ghostscript() -> None:
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n"
+    with pytest.raises(ImageError, match="not an image in a supported format"):
+        load_rgb(eps, 32)
+
+
+def test_the_readme_lists_the_formats_the_decoder_reads() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"Photos in {FORMAT_NAMES} are read" in readme
+
+
+def huge(mode: str) -> Image.Image:
+    """7000x7000 (49 MP, just under the limit) in ``mode``, striped so the decoded result is checkable."""
+    stripes = np.zeros((7000, 7000), dtype=np.uint16 if mode == "I;16" else np.uint8)
+    stripes[::2] = 40000 if mode == "I;16" else 1
+    if mode == "1":
+        return Image.fromarray(stripes.astype(bool))
+    image = Image.fromarray(stripes)
+    if mode == "P":
+        image = image.convert("P")
+        image.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+        image.info["transparency"] = 0
+    return image
+
+
+@pytest.mark.parametrize(
+    ("mode", "mean_rgb"),
+    [("I;16", [77.8] * 3), ("P", [127.5, 127.5, 255]), ("1", [127.5] * 3)],
+)
+def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode: str, mean_rgb: list[float]) -> None:
+    """Each mode is shrunk before any full-size conversion: tens of MB over the decoded file, not a GB.
+
+    Stripes of alternating rows average out: 16-bit 40000 and 0 to 77.8; transparent (white)
+    and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5.
+    """
+    path = tmp_path / "huge.png"
+    huge(mode).save(path, optimize=True)
+    assert path.stat().st_size < 400_000, "a tiny file that decodes to 49 million pixels"
+    probe = (
+        "import resource, sys, numpy as np; from bird_model.images import load_rgb; "
+        f"pixels = load_rgb(sys.argv[1], 224); print(*pixels.reshape(-1, 3).mean(axis=0).round(1)); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)
+    means, peak_mb = result.stdout.splitlines()
+    np.testing.assert_allclose([float(value) for value in means.split()], mean_rgb, atol=3)
+    assert int(peak_mb) < 300, f"decoding took the process to {peak_mb} MB"

@@ -101,7 +101,8 @@ def test_local_folder_that_is_the_class_root(tmp_path: Path, photos: Photos) -> 
     resolved = resolve_source(str(root))
 
     assert resolved.path == root.resolve()
-    assert resolved.provenance == {"type": "local", "path": str(root.resolve()), "subfolder": "."}
+    assert resolved.provenance == {"type": "local", "name": root.name, "subfolder": "."}
+    assert str(root.parent) not in json.dumps(resolved.record()), "published metadata must not hold local paths"
 
 
 def test_local_nested_folder_records_the_subfolder(tmp_path: Path, photos: Photos) -> None:
