@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN"))
+        fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN") or None)
         from bird_model.inference import Classifier
         from bird_model.web import build_demo, with_monitoring
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Serving {fetched.origin()}")
     folder = fetched.folder
     model = ModelIdentity.of(fetched)
-    log = open_log(log_settings, model, classifier.classes, token=os.environ.get("HF_TOKEN"))
+    log = open_log(log_settings, model, classifier.classes, token=os.environ.get("HF_TOKEN") or None)
     # SIGTERM (a Space or container stop, Popen.terminate) would end the process at once,
     # skipping atexit and the log's last second; as KeyboardInterrupt it ends like Ctrl+C,
     # through Gradio's shutdown in block_thread and then log.close().

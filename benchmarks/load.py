@@ -1,4 +1,4 @@
-"""Many callers at once: the served app under concurrent load, with bad files mixed in.
+"""Many callers at once: the served app under concurrent load, with bad and hostile files mixed in.
 
     python benchmarks/load.py [--model runs/parrots] [--photos ../shared/datasets/parrots]
                               [--concurrency N [N ...]] [--max-size N|none] [--requests 1000] [--callers 16]
@@ -6,10 +6,14 @@
 For each queue setting it starts ``app.py`` on a free port, then ``--callers`` threads, each
 with its own ``gradio_client.Client``, send ``--requests`` photos in total through the public
 API: the reference photos at their own sizes, large legitimate photos (a 6000x4000 JPEG, a
-few 3000x2000 PNGs) and about 5% bad files, all shuffled together so that bad files are in
-flight beside good ones. It checks that every good photo is answered, that every bad file
+few 3000x2000 PNGs), about 5% bad files and a quarter of hostile files (tiny files built to
+exhaust memory or CPU: 7000x7000 16-bit and palette PNGs, a 20,000-scan progressive JPEG,
+and formats we do not decode: a corrupt AVIF and an EPS), all shuffled together so that bad
+files are in flight beside good ones. Before the load, each hostile file is sent alone and
+timed. It checks that every good photo is answered, that every bad or refused hostile file
 gets the message of its own kind (so a bad file never fails someone else's request), and
-reports throughput, client-side latency and the server's peak memory. ``--concurrency`` and
+reports throughput, client-side latency (all requests, and good photos alone) and the
+server's peak memory. ``--concurrency`` and
 ``--max-size`` override app.py's ``CONCURRENCY_LIMIT`` and ``QUEUE_MAX_SIZE`` (the default is
 app.py's own setting); Gradio's defaults are ``--concurrency 1 --max-size none``.
 """
@@ -17,6 +21,7 @@ app.py's own setting); Gradio's defaults are ``--concurrency 1 --max-size none``
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import os
 import queue
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
 
+import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -48,18 +54,35 @@ LARGE_JPEG = "6000x4000 JPEG"
 LARGE_PNG = "3000x2000 PNG"
 GIANT_PNG = "7000x7000 RGBA PNG"
 GOOD_KINDS = (REFERENCE, LARGE_JPEG, LARGE_PNG, GIANT_PNG)
+"""The photos a visitor sends; their p95 is reported apart, as what hostile traffic costs them."""
 
-EXPECTED_MESSAGES = {
+GRAY16_PNG = "7000x7000 16-bit gray PNG"
+PALETTE_PNG = "7000x7000 palette PNG"
+HOSTILE_ANSWERED = (GRAY16_PNG, PALETTE_PNG)
+"""Hostile to memory, but photos all the same: answered, within the memory budget."""
+
+BAD_MESSAGES = {
     "not an image": "not an image in a supported format",
     "truncated JPEG": "corrupt or truncated",
     "empty file": "The file is empty.",
     "5x5 PNG": "too small: 5x5 pixels",
     "decompression bomb": "too large",
 }
-"""Each bad kind and a phrase only its own message contains (see ``bird_model/images.py``)."""
+HOSTILE_MESSAGES = {
+    "20,000-scan JPEG": "more than 100 progressive scans",
+    "corrupt AVIF": "not an image in a supported format",
+    "EPS": "not an image in a supported format",
+}
+EXPECTED_MESSAGES = {**BAD_MESSAGES, **HOSTILE_MESSAGES}
+"""Each refused kind and a phrase of its message (see ``bird_model/images.py``)."""
+HOSTILE_KINDS = (*HOSTILE_ANSWERED, *HOSTILE_MESSAGES)
 
-SHARES = {LARGE_JPEG: 0.03, LARGE_PNG: 0.02, GIANT_PNG: 0.01, **{kind: 0.01 for kind in EXPECTED_MESSAGES}}
-"""Fraction of the requests per kind; the reference photos take the rest (5% bad files in all)."""
+SHARES = {LARGE_JPEG: 0.03, LARGE_PNG: 0.02, GIANT_PNG: 0.01, **{kind: 0.01 for kind in BAD_MESSAGES},
+          **{kind: 0.05 for kind in HOSTILE_KINDS}}
+"""Fraction of the requests per kind; the reference photos take the rest (5% bad, 25% hostile files)."""
+
+HOSTILE_SECONDS = 10.0
+"""Longest a hostile file sent alone may take to get its answer or message."""
 
 LARGE_PNG_COUNT = 3
 """Distinct 3000x2000 PNGs: PNG decoding is the costliest legitimate request, so vary the content."""
@@ -69,7 +92,7 @@ TREE_EVERY = 20
 
 SHOWN_FAILURES = 10
 
-MEMORY_BUDGET = 1.5 * 2**30
+MEMORY_BUDGET = 1.0 * 2**30
 """Peak server RSS allowed through a run (the issue's bound); a run above it fails the benchmark."""
 
 CLIENT_RACE = "concurrent.futures._base.CancelledError"
@@ -109,6 +132,8 @@ class Run:
     """Load average before and after the run."""
     server_log: str
     """The end of app.py's output, printed when something failed."""
+    solo: list[Outcome]
+    """Each hostile file sent alone, before the load."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -149,7 +174,41 @@ def make_files(photos: list[Path], folder: Path) -> dict[str, list[Path]]:
         "5x5 PNG": [_saved(Image.new("RGB", (5, 5), (0, 128, 0)), folder / "tiny.png")],
         # 144 megapixels of zeros compress to a few hundred KB: a decompression bomb.
         "decompression bomb": [_saved(Image.new("L", (12000, 12000)), folder / "bomb.png", optimize=True)],
+        GRAY16_PNG: [_saved(_striped("I;16"), folder / "gray16.png", optimize=True)],
+        PALETTE_PNG: [_saved(_striped("P"), folder / "palette.png", optimize=True, transparency=0)],
+        "20,000-scan JPEG": [_write(folder / "scans.jpg", _many_scans(20_000))],
+        "corrupt AVIF": [_write(folder / "corrupt.avif", _corrupt_avif())],
+        "EPS": [_write(folder / "figure.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n")],
     }
+
+
+def _striped(mode: str) -> Image.Image:
+    """7000x7000 of alternating rows: 49 MP that compress to about 100 KB."""
+    stripes = np.zeros((7000, 7000), dtype=np.uint16 if mode == "I;16" else np.uint8)
+    stripes[::2] = 40000 if mode == "I;16" else 1
+    image = Image.fromarray(stripes)
+    if mode == "P":
+        image = image.convert("P")
+        image.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    return image
+
+
+def _many_scans(scans: int) -> bytes:
+    """A 7000x7000 progressive JPEG whose smallest scan repeats: about 1.2 MB, 35 s to decode in full."""
+    encoded = io.BytesIO()
+    Image.new("RGB", (7000, 7000), (120, 130, 140)).save(encoded, "JPEG", progressive=True, quality=50)
+    data = encoded.getvalue()
+    end = data.rindex(b"\xff\xd9")
+    starts = [match.start() for match in re.finditer(b"\xff\xda", data)]
+    parts = [data[start:following] for start, following in zip(starts, [*starts[1:], end])]
+    return data[:end] + min(parts[1:], key=len) * (scans - len(parts)) + data[end:]
+
+
+def _corrupt_avif() -> bytes:
+    encoded = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(encoded, "AVIF")
+    data = encoded.getvalue()
+    return data[: len(data) // 2] + bytes(100)
 
 
 def _pixels(path: Path) -> int:
@@ -354,7 +413,9 @@ def run_server(model: Path, concurrency: int | None, max_size: int | None, plan:
                                    stderr=subprocess.STDOUT)
         try:
             _wait_until_answering(url, process, log, time.perf_counter() + timeout)
-            _client(url).predict(handle_file(str(plan[0][1])), api_name="/predict")
+            warm = _client(url)
+            warm.predict(handle_file(str(plan[0][1])), api_name="/predict")
+            solo = [_request(warm, kind, path) for kind, path in dict(plan).items() if kind in HOSTILE_KINDS]
             load_before = _load()
             cpu_before = _cpu_split(process.pid)
             with MemorySampler(process.pid) as memory:
@@ -363,7 +424,7 @@ def run_server(model: Path, concurrency: int | None, max_size: int | None, plan:
             files = [p for p in Path(cache).rglob("*") if p.is_file()]
             return Run(
                 label, outcomes, wall, memory.peak, memory.high_water_mark(), cpu, len(files),
-                sum(p.stat().st_size for p in files), (load_before, _load()), _tail(log),
+                sum(p.stat().st_size for p in files), (load_before, _load()), _tail(log), solo,
             )
         finally:
             process.terminate()
@@ -385,7 +446,16 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def good_failures(run: Run) -> list[Outcome]:
-    return [o for o in run.outcomes if o.kind in GOOD_KINDS and o.error is not None and not _client_race(o)]
+    """Photos (hostile-sized ones included) that got no answer."""
+    return [o for o in run.outcomes
+            if o.kind in (*GOOD_KINDS, *HOSTILE_ANSWERED) and o.error is not None and not _client_race(o)]
+
+
+def slow_or_wrong_solo(run: Run) -> list[Outcome]:
+    """Hostile files that, alone, took over HOSTILE_SECONDS or got another kind's message."""
+    return [o for o in run.solo if o.seconds > HOSTILE_SECONDS
+            or (o.kind in EXPECTED_MESSAGES and (o.error is None or EXPECTED_MESSAGES[o.kind] not in o.error))
+            or (o.kind in HOSTILE_ANSWERED and o.error is not None)]
 
 
 def client_races(run: Run) -> list[Outcome]:
@@ -405,10 +475,12 @@ def wrong_messages(run: Run) -> list[Outcome]:
 
 def summary_row(run: Run) -> str:
     seconds = [o.seconds for o in run.outcomes]
+    good = [o.seconds for o in run.outcomes if o.kind in GOOD_KINDS]
     bad = [o for o in run.outcomes if o.kind in EXPECTED_MESSAGES]
     return (
         f"| {run.label} | {len(run.outcomes)} | {len(run.outcomes) / run.wall_seconds:.1f} | "
         f"{statistics.median(seconds) * 1000:.0f} | {_percentile(seconds, 0.95) * 1000:.0f} | "
+        f"{_percentile(good, 0.95) * 1000:.0f} | "
         f"{run.peak_rss / 2**20:.0f} / {run.hwm / 2**20:.0f} | {len(good_failures(run))} "
         f"{f'(+{len(client_races(run))} client race)' if client_races(run) else ''}| "
         f"{len(bad) - len(wrong_messages(run))}/{len(bad)} | "
@@ -422,7 +494,7 @@ def print_kinds(run: Run) -> None:
     """Latency and the messages seen, per kind: a mixed-up message shows here by its text."""
     print(f"\n{run.label}\n\n| kind | requests | p50 ms | p95 ms | answered | messages seen |\n"
           "| --- | ---: | ---: | ---: | ---: | --- |")
-    for kind in (*GOOD_KINDS, *EXPECTED_MESSAGES):
+    for kind in (*GOOD_KINDS, *HOSTILE_ANSWERED, *EXPECTED_MESSAGES):
         outcomes = [o for o in run.outcomes if o.kind == kind]
         seconds = [o.seconds for o in outcomes]
         messages = sorted({_shorten(o.error) for o in outcomes if o.error})
@@ -450,15 +522,18 @@ def main() -> int:
     print(f"\n{describe_machine()}")
     print(f"Model {args.model}; {args.requests} requests from {args.callers} callers; "
           f"python benchmarks/load.py {' '.join(sys.argv[1:])}\n")
-    print("| setting | requests | req/s | p50 ms | p95 ms | peak RSS MB (sampled / VmHWM) | good-photo failures "
-          "| bad files with their own message | CPU s server / callers / others | upload cache "
-          "| load average before → after |\n"
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| setting | requests | req/s | p50 ms | p95 ms | good-photo p95 ms | peak RSS MB (sampled / VmHWM) "
+          "| good-photo failures | refused files with their own message | CPU s server / callers / others "
+          "| upload cache | load average before → after |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for run in runs:
         print(summary_row(run))
     for run in runs:
+        print(f"\n{run.label}: each hostile file alone\n\n| kind | seconds | answer or message |\n| --- | ---: | --- |")
+        for outcome in run.solo:
+            print(f"| {outcome.kind} | {outcome.seconds:.2f} | {_shorten(outcome.error or 'answered')} |")
         print_kinds(run)
-        failed = good_failures(run) + wrong_messages(run)
+        failed = good_failures(run) + wrong_messages(run) + slow_or_wrong_solo(run)
         for outcome in failed[:SHOWN_FAILURES]:
             print(f"FAILED: {outcome}")
         if len(failed) > SHOWN_FAILURES:
@@ -470,7 +545,8 @@ def main() -> int:
     over_budget = [run.label for run in runs if max(run.peak_rss, run.hwm) > MEMORY_BUDGET]
     if over_budget:
         print(f"FAILED: peak RSS over {MEMORY_BUDGET / 2**30:.1f} GiB with {', '.join(over_budget)}")
-    return 0 if not over_budget and not any(good_failures(run) or wrong_messages(run) for run in runs) else 1
+    failed = any(good_failures(run) or wrong_messages(run) or slow_or_wrong_solo(run) for run in runs)
+    return 0 if not over_budget and not failed else 1
 
 
 if __name__ == "__main__":

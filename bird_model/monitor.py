@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN"))
+        fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN") or None)
         baseline = read_baseline(fetched.folder)
         log = read_log(args.log_dir, ModelIdentity.of(fetched), baseline, args.since)
     except (HubError, ModelFolderError, FileNotFoundError) as error:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
+import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from gradio_client import Client, handle_file
 import train
 from bird_model.artifacts import read_model_folder
 from bird_model.hub import HubError, fetch_model
-from tests.conftest import hub_env, point_hub_at, make_dataset, run_script, serving
+from tests.conftest import PARROTS, PROXY_WEIGHTS, ROOT, hub_env, make_dataset, point_hub_at, run_script, serving
 from tests.fakehub import FakeHub
 
 FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
@@ -231,3 +234,28 @@ def test_serving_downloads_the_conversion_and_not_the_keras_model(
     fake_hub.seed_repo("tester/keras-only", keras_only)
     served = fetch_model("tester/keras-only").folder.path
     assert (served / "model.keras").is_file()
+
+
+def test_nothing_published_names_the_training_machine(
+    fake_hub: FakeHub, trained: Path, tmp_path: Path
+) -> None:
+    """Trained from absolute paths (data, stand-in weights, output), published: no file the Hub
+    receives, nor any file inside model.keras, holds a path of this machine."""
+    folder = copy_of(trained, tmp_path / "to-publish")
+    result = run_script("train.py", "--push-only", folder, "--push-to-hub", REPO, env=hub_env(fake_hub, tmp_path / "h"))
+    assert result.returncode == 0, result.stderr
+    published = fake_hub.files(REPO)
+    assert {"config.json", "split.json", "dataset_report.json", "model.keras", "README.md"} <= set(published)
+    contents = dict(published)
+    with zipfile.ZipFile(io.BytesIO(published["model.keras"])) as archive:
+        contents.update({f"model.keras/{name}": archive.read(name) for name in archive.namelist()})
+    machine = {str(PARROTS.resolve()), str(PROXY_WEIGHTS.resolve().parent), str(ROOT), str(Path.home()),
+               str(trained.resolve().parent), str(tmp_path), tempfile.gettempdir() + "/"}
+    for name, data in contents.items():
+        for path in machine:
+            assert path.encode() not in data, f"{name} holds {path}"
+    config = json.loads(published["config.json"])
+    assert [source["spec"] for source in config["dataset"]["sources"]] == ["parrots"]
+    assert config["base_weights"] == PROXY_WEIGHTS.name
+    row = json.loads(published["split.json"])["validation"][0]
+    assert row["source"] == 0 and (PARROTS / row["path"]).is_file()

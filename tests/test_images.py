@@ -189,10 +189,11 @@ def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode
     path = tmp_path / "huge.png"
     huge(mode).save(path, optimize=True)
     assert path.stat().st_size < 400_000, "a tiny file that decodes to 49 million pixels"
+    # VmHWM, not ru_maxrss: that one carries this (large) process's peak into the child.
     probe = (
-        "import resource, sys, numpy as np; from bird_model.images import load_rgb; "
-        f"pixels = load_rgb(sys.argv[1], 224); print(*pixels.reshape(-1, 3).mean(axis=0).round(1)); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+        "import re, sys; from pathlib import Path; from bird_model.images import load_rgb; "
+        "pixels = load_rgb(sys.argv[1], 224); print(*pixels.reshape(-1, 3).mean(axis=0).round(1)); "
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1)) // 1024)"
     )
     result = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)

@@ -30,11 +30,13 @@ from bird_model.artifacts import BASELINE_FILE, read_model_folder
 from bird_model.inference import Prediction
 from bird_model.monitor import main as monitor_main
 from bird_model.monitoring import (
+    MAX_TIMELINE_BUCKETS,
     MIN_RECORDS,
     Dashboard,
     LogSettings,
     ModelIdentity,
     PredictionLog,
+    Timeline,
     build_report,
     compute_baseline,
     js_distance,
@@ -194,6 +196,17 @@ def test_reading_skips_cut_lines_other_models_and_older_records(tmp_path: Path, 
     assert recent.count == 1
     with pytest.raises(FileNotFoundError, match="log folder not found"):
         read_log(tmp_path / "nowhere", MODEL, SMALL_BASELINE)
+
+
+def test_a_month_of_traffic_counts_into_a_bounded_timeline() -> None:
+    timeline, start = Timeline(), datetime(2025, 1, 1, tzinfo=timezone.utc)
+    minutes = 60 * 24 * 30
+    for minute in range(minutes):
+        timeline.add(start + timedelta(minutes=minute, seconds=30))
+    assert len(timeline.counts) <= MAX_TIMELINE_BUCKETS
+    bars, bucket = timeline.bars()
+    assert bucket == timedelta(days=1) and len(bars) == 30
+    assert [count for _, count in bars] == [1440] * 30
 
 
 def test_log_settings_come_from_the_environment() -> None:
