@@ -13,4 +13,5 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``inference``: the serving-time classifier
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 - ``monitoring``: the prediction log, the training baseline and drift reports (``monitor``: its command)
+- ``space``: putting the demo live as a Hugging Face Space; promoting and rolling back the model it serves
 """

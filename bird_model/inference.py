@@ -83,9 +83,21 @@ def _litert_forward(path: Path) -> tuple[Forward, int]:
 
 
 def _keras_forward(path: Path) -> tuple[Forward, int]:
-    """For folders without ``model.tflite``; TensorFlow loads only here."""
-    import keras
-    import tensorflow as tf
+    """For folders without ``model.tflite``; TensorFlow loads only here.
+
+    A Space deployed by ``bird_model.space`` installs neither TensorFlow nor Keras, so there
+    the error says how such a folder can be served instead.
+    """
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as error:
+        raise ModelFolderError(
+            f"{path.parent} has no {LITERT_FILE}, and serving its {path.name} needs TensorFlow and Keras, which are "
+            f"not installed here (No module named {error.name!r}; a Space installs only the serving requirements). "
+            "Install the full requirements (pip install -r requirements.txt), or retrain the model with the "
+            "current train.py, which also writes model.tflite."
+        ) from error
 
     from bird_model.model import features_and_probabilities
 

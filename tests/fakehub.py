@@ -5,8 +5,31 @@ the machine has no internet and mocking the client would hide protocol mistakes.
 Only the routes the project uses are implemented: ``create_repo``, ``upload_folder``
 / ``upload_file`` / ``create_commit`` (every file is answered ``uploadMode: regular``,
 so no LFS or Xet endpoint is ever needed), ``create_tag``, ``list_repo_refs``,
-``repo_info`` / ``model_info`` / ``dataset_info``, ``list_repo_tree``, ``whoami``,
-``hf_hub_download``, ``snapshot_download`` and ``create_branch``.
+``repo_info`` / ``model_info`` / ``dataset_info`` / ``space_info`` / ``repo_exists``,
+``list_repo_tree``, ``whoami``, ``hf_hub_download``, ``snapshot_download`` and
+``create_branch``, for models, datasets and Spaces alike.
+
+Spaces, with the real Hub's routes and payloads (huggingface_hub 2.4.0's ``hf_api.py``):
+
+* ``create_repo(repo_type="space", space_sdk=...)``: ``POST /api/repos/create`` with
+  ``"type": "space"`` and ``"sdk"`` (one of gradio, streamlit, docker, static; a 400
+  without it), optionally ``"variables"`` / ``"secrets"`` as ``[{"key", "value"}]`` lists;
+* ``get_space_variables``: ``GET /api/spaces/{id}/variables`` answers
+  ``{KEY: {"value", "description", "updatedAt"}}``; ``add_space_variable``: ``POST`` there
+  with ``{"key", "value"[, "description"]}``, ``delete_space_variable``: ``DELETE`` there
+  with ``{"key"}``, both answering the variables as ``GET`` does;
+* ``add_space_secret`` / ``delete_space_secret``: ``POST`` / ``DELETE
+  /api/spaces/{id}/secrets`` (same payloads); ``get_space_secrets``: ``GET`` there answers
+  ``{KEY: {"description", "updatedAt"}}``: values are write-only, as on the Hub. Tests read
+  them with :meth:`FakeHub.space_secrets`;
+* ``get_space_runtime``: ``GET /api/spaces/{id}/runtime`` answers ``{"stage", "hardware":
+  {"current", "requested"}, "storage", "gcTimeout", "replicas", "devMode", "domains"}``.
+  The stand-in builds nothing: a Space is ``RUNNING`` once its ``main`` holds ``app.py``,
+  ``NO_APP_FILE`` before; :meth:`FakeHub.set_space_stage` sets any other stage.
+
+Variables and secrets need a write token (401 anonymous, 403 read-only), like Space
+settings on the Hub; the runtime is readable like the repo. Changing a variable does not
+restart anything here (on the Hub it restarts the Space).
 
 Usage::
 
@@ -78,8 +101,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_TOKENS: Mapping[str, str] = {"hf_write": "write", "hf_read": "read"}
 BAD_TOKEN_MESSAGE = "Invalid credentials in Authorization header"  # the client keys on this text
-URL_TYPES = {"models": "model", "datasets": "dataset"}
-URL_PREFIXES = {"model": "", "dataset": "datasets/"}
+URL_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+SPACE_SETTINGS = ("variables", "secrets")
 
 
 class HubError(Exception):
@@ -115,6 +140,25 @@ class Repo:
     commits: list[Commit] = field(default_factory=list)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    sdk: str | None = None  # Spaces only, as everything below
+    variables: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> {"value", "description", "updatedAt"}
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # the same, values never sent back
+    stage: str | None = None  # set by tests; otherwise derived from the files (see runtime())
+
+    def runtime(self) -> dict[str, Any]:
+        """What ``GET /api/spaces/{id}/runtime`` answers (the fields ``SpaceRuntime`` reads, and a few more)."""
+        stage = self.stage or ("RUNNING" if "app.py" in self.resolve("main").files else "NO_APP_FILE")
+        running = stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+        subdomain = self.repo_id.replace("/", "-").replace("_", "-").replace(".", "-").lower()
+        return {
+            "stage": stage,
+            "hardware": {"current": "cpu-basic" if running else None, "requested": "cpu-basic"},
+            "storage": None,
+            "gcTimeout": 172800,
+            "replicas": {"current": 1 if running else 0, "requested": 1},
+            "devMode": False,
+            "domains": [{"domain": f"{subdomain}.hf.space", "stage": "READY"}],
+        }
 
     def resolve(self, revision: str) -> Commit:
         """A revision is a branch, then a tag, then a full commit sha, like on the Hub."""
@@ -251,12 +295,31 @@ class FakeHub:
         with self._lock:
             return dict(self._get(repo_type, repo_id).tags)
 
+    def space_variables(self, repo_id: str) -> dict[str, str]:
+        """A Space's variables, key -> value."""
+        with self._lock:
+            return {key: item["value"] for key, item in self._get("space", repo_id).variables.items()}
+
+    def space_secrets(self, repo_id: str) -> dict[str, str]:
+        """A Space's secrets, key -> value: what the Hub keeps but never answers."""
+        with self._lock:
+            return {key: item["value"] for key, item in self._get("space", repo_id).secrets.items()}
+
+    def space_sdk(self, repo_id: str) -> str | None:
+        with self._lock:
+            return self._get("space", repo_id).sdk
+
+    def set_space_stage(self, repo_id: str, stage: str | None) -> None:
+        """Pins what the runtime route reports (``BUILDING``, ``RUNTIME_ERROR``, ...); None derives it again."""
+        with self._lock:
+            self._get("space", repo_id).stage = stage
+
     def _get(self, repo_type: str, repo_id: str) -> Repo:
         return self._repos[(repo_type, repo_id)]
 
-    def _create(self, repo_type: str, repo_id: str, private: bool) -> Repo:
+    def _create(self, repo_type: str, repo_id: str, private: bool, sdk: str | None = None) -> Repo:
         """New repos get an empty first commit so that `main` always resolves."""
-        repo = Repo(repo_type, repo_id, private)
+        repo = Repo(repo_type, repo_id, private, sdk=sdk)
         repo.commit("main", "initial commit", {})
         self._repos[(repo_type, repo_id)] = repo
         return repo
@@ -313,9 +376,9 @@ class FakeHub:
             return Reply(body={"errors": [], "warnings": []})
         if len(path) >= 4 and path[0] == "api" and path[1] in URL_TYPES:
             return self._api_repo_route(req, URL_TYPES[path[1]], f"{path[2]}/{path[3]}", path[4:])
-        resolve_at = 3 if path[0] == "datasets" else 2
+        resolve_at = 3 if path[0] in ("datasets", "spaces") else 2
         if len(path) > resolve_at + 2 and path[resolve_at] == "resolve" and method in ("GET", "HEAD"):
-            repo_type = "dataset" if resolve_at == 3 else "model"
+            repo_type = URL_TYPES[path[0]] if resolve_at == 3 else "model"
             repo = self._readable(repo_type, "/".join(path[resolve_at - 2 : resolve_at]), req)
             return self._resolve(repo, unquote(path[resolve_at + 1]), unquote("/".join(path[resolve_at + 2 :])))
         raise HubError(404, f"No route for {method} /{'/'.join(path)}")
@@ -339,7 +402,26 @@ class FakeHub:
             return self._tag(self._writable(repo_type, repo_id, req), revision, req.json())
         if action == ("POST", "branch"):
             return self._branch(self._writable(repo_type, repo_id, req), revision, req.json())
+        if repo_type == "space" and len(rest) == 1:
+            return self._space_route(req, repo_id, rest[0])
         raise HubError(404, f"No route for {req.method} {'/'.join(rest)}")
+
+    def _space_route(self, req: _Request, repo_id: str, what: str) -> Reply:
+        """Runtime (readable like the repo), and variables and secrets (Space settings: write access)."""
+        if what == "runtime" and req.method == "GET":
+            return Reply(body=self._readable("space", repo_id, req).runtime())
+        if what not in SPACE_SETTINGS or req.method not in ("GET", "POST", "DELETE"):
+            raise HubError(404, f"No route for {req.method} {what}")
+        repo = self._writable("space", repo_id, req)
+        settings = repo.variables if what == "variables" else repo.secrets
+        if req.method == "POST":
+            payload = req.json()
+            _set_space_setting(settings, payload.get("key"), payload.get("value"), payload.get("description"))
+        elif req.method == "DELETE":
+            settings.pop(req.json().get("key"), None)
+        if what == "secrets":
+            return Reply(body={key: {k: v for k, v in item.items() if k != "value"} for key, item in settings.items()})
+        return Reply(body=settings)
 
     # -- access control ----------------------------------------------------------------
     def _readable(self, repo_type: str, repo_id: str, req: _Request) -> Repo:
@@ -377,24 +459,31 @@ class FakeHub:
             # The client reads `url` from the 409 too when `exist_ok=True`.
             return Reply(409, {"error": "You already created this repo", "url": url})
         private = payload.get("visibility") == "private" or payload.get("private") is True
-        self._create(repo_type, repo_id, private)
+        sdk = payload.get("sdk")
+        if repo_type == "space" and sdk not in SPACE_SDKS:
+            raise HubError(400, f"Invalid Space SDK {sdk!r}: expected one of {', '.join(SPACE_SDKS)}")
+        repo = self._create(repo_type, repo_id, private, sdk if repo_type == "space" else None)
+        for what in SPACE_SETTINGS if repo_type == "space" else ():
+            for item in payload.get(what) or []:
+                _set_space_setting(getattr(repo, what), item.get("key"), item.get("value"), item.get("description"))
         return Reply(body={"url": url, "name": repo_id})
 
     def _info(self, repo: Repo, revision: str) -> Reply:
         commit = repo.resolve(revision)
-        return Reply(
-            body={
-                "id": repo.repo_id,
-                "author": repo.repo_id.split("/")[0],
-                "sha": commit.sha,
-                "private": repo.private,
-                "gated": False,
-                "disabled": False,
-                "lastModified": commit.date,
-                "tags": [],
-                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-            }
-        )
+        body = {
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": commit.sha,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "lastModified": commit.date,
+            "tags": [],
+            "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+        }
+        if repo.repo_type == "space":
+            body |= {"sdk": repo.sdk, "runtime": repo.runtime()}
+        return Reply(body=body)
 
     def _tree(self, repo: Repo, revision: str, folder: str, recursive: bool) -> Reply:
         files = repo.resolve(revision).files
@@ -479,6 +568,16 @@ class FakeHub:
         data = commit.files[path]
         etag = f'"{git_blob_sha(data)}"'
         return Reply(body=data, headers={"X-Repo-Commit": commit.sha, "ETag": etag})
+
+
+def _set_space_setting(settings: dict[str, dict[str, str]], key: Any, value: Any, description: Any) -> None:
+    """Adds or replaces one variable or secret, as ``POST /api/spaces/{id}/variables|secrets`` does."""
+    if not isinstance(key, str) or not key or not isinstance(value, str):
+        raise HubError(400, "A variable or secret needs a non-empty string 'key' and a string 'value'")
+    item = {"value": value, "updatedAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    if description is not None:
+        item["description"] = str(description)
+    settings[key] = item
 
 
 class _Handler(BaseHTTPRequestHandler):
