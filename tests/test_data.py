@@ -6,10 +6,21 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from bird_model.data import DatasetError, load_dataset, split_dataset, stratified_folds
+from bird_model import data
+from bird_model.data import (
+    NEAR_DUPLICATE_BITS,
+    DatasetError,
+    Sample,
+    _difference_hash,
+    _group_near_duplicates,
+    load_dataset,
+    split_dataset,
+    stratified_folds,
+)
 from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
@@ -142,7 +153,20 @@ def test_reference_dataset_is_read_whole_with_its_near_pairs_grouped() -> None:
     assert len(dataset.samples) == 203 and not dataset.rejections
     assert sum(s.path.suffix == ".webp" for s in dataset.samples) == 13
     grouped = {frozenset(s.path.name for s in group) for group in dataset.near_duplicate_groups()}
-    assert frozenset({"Green parrot (25).jpg", "Green parrot (7).jpg"}) in grouped
+    # Pinned from the pair-by-pair grouping this replaced. Gray parrot (32)/(33) differ in exactly
+    # 6 bits and (32)/(42) in 7, and Green parrot (22) is 4 bits from Gray parrot (41): any
+    # change to the threshold or to the same-class rule changes this set.
+    assert grouped == {
+        frozenset({"Green parrot (19).jpg", "Green parrot (20).jpg"}),
+        frozenset({"Green parrot (25).jpg", "Green parrot (7).jpg"}),
+        frozenset({"Green parrot (45).jpg", "Green parrot (46).jpg"}),
+        frozenset({"Gray parrot (13).jpg", "Gray parrot (16).jpg"}),
+        frozenset({"Gray parrot (32).jpg", "Gray parrot (33).jpg"}),
+        frozenset({"Gray parrot (34).jpg", "Gray parrot (35).jpg"}),
+        frozenset({"Gray parrot (37).jpg", "Gray parrot (38).jpg"}),
+        frozenset({"Gray parrot (41).jpg", "Gray parrot (42).jpg"}),
+        frozenset({"macaw (15).jpg", "macaw (47).jpg"}),
+    }
 
 
 def test_near_identical_photos_of_different_classes_are_not_grouped(tmp_path: Path) -> None:
@@ -151,3 +175,77 @@ def test_near_identical_photos_of_different_classes_are_not_grouped(tmp_path: Pa
         image.resize((40, 40)).save(root / "blue" / "lookalike.jpg", quality=80)
     dataset = load_dataset([root], 32, show_progress=False)
     assert all(len({dataset.samples[i].label for i in group}) == 1 for group in dataset.groups)
+
+
+def test_difference_hash_reads_the_first_pixel_pair_as_the_top_bit(tmp_path: Path) -> None:
+    """Hashes already written to dataset reports keep their values."""
+    with Image.open(solid_photo(tmp_path / "p.png", (120, 90, 60), seed=3)) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    gray = np.asarray(Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = "".join("1" if gray[row, col + 1] > gray[row, col] else "0" for row in range(8) for col in range(8))
+    assert _difference_hash(pixels) == int(bits, 2)
+
+
+def flipped(value: int, bits: range) -> int:
+    return value ^ sum(1 << bit for bit in bits)
+
+
+def planted_samples(rng: np.random.Generator) -> list[Sample]:
+    """Random hashes over three interleaved classes; a third copy an earlier photo of their class
+    with 0-8 bits flipped (copies of copies make chains). Seven pinned cases follow: the first
+    photo's hash at exactly the threshold, one bit past it, twice in another class, and two
+    hashes twice the threshold apart that only a later third one joins."""
+    labels = [str(label) for label in rng.integers(0, 3, size=400)]
+    hashes = [int(value) for value in rng.integers(0, 2**64, size=400, dtype=np.uint64, endpoint=False)]
+    for index in range(1, 400):
+        same_class = [earlier for earlier in range(index) if labels[earlier] == labels[index]]
+        if same_class and rng.random() < 1 / 3:
+            original = hashes[int(rng.choice(same_class))]
+            hashes[index] = original ^ sum(1 << int(bit) for bit in rng.choice(64, rng.integers(0, 9), replace=False))
+    first, other = labels[0], str((int(labels[0]) + 1) % 3)
+    pinned = [
+        (first, flipped(hashes[0], range(NEAR_DUPLICATE_BITS))),
+        (first, flipped(hashes[0], range(32, 33 + NEAR_DUPLICATE_BITS))),
+        (other, hashes[0]),
+        (other, flipped(hashes[0], range(32, 32 + NEAR_DUPLICATE_BITS))),
+        (first, 0),
+        (first, flipped(0, range(2 * NEAR_DUPLICATE_BITS))),
+        (first, flipped(0, range(NEAR_DUPLICATE_BITS))),
+    ]
+    labels += [label for label, _ in pinned]
+    hashes += [value for _, value in pinned]
+    return [Sample(Path(f"{i}.jpg"), label, f"{i}", value) for i, (label, value) in enumerate(zip(labels, hashes))]
+
+
+def brute_force_groups(samples: list[Sample]) -> list[list[int]]:
+    """The definition: same-class pairs within the threshold, joined transitively."""
+    component = list(range(len(samples)))
+    for i, first in enumerate(samples):
+        for j in range(i + 1, len(samples)):
+            second = samples[j]
+            if first.label == second.label and bin(first.dhash ^ second.dhash).count("1") <= NEAR_DUPLICATE_BITS:
+                old, new = component[j], component[i]
+                component = [new if c == old else c for c in component]
+    groups: dict[int, list[int]] = {}
+    for index, c in enumerate(component):
+        groups.setdefault(c, []).append(index)
+    return sorted(groups.values())
+
+
+@pytest.mark.parametrize("tiles", [None, (7, 13, 5)], ids=["default tiles", "tiny tiles and union batches"])
+def test_near_duplicate_grouping_equals_the_pairwise_definition(
+    monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, int] | None
+) -> None:
+    if tiles:
+        for name, value in zip(("_TILE_ROWS", "_TILE_COLUMNS", "_PAIRS_PER_UNION"), tiles):
+            monkeypatch.setattr(data, name, value)
+    samples = planted_samples(np.random.default_rng(11))
+    expected = brute_force_groups(samples)
+
+    assert _group_near_duplicates(samples) == expected
+    group_of = {index: tuple(group) for group in expected for index in group}
+    at_threshold, past_it, other_class, other_class_near, end, other_end, bridge = range(400, 407)
+    assert group_of[0] == group_of[at_threshold] != group_of[past_it]
+    assert group_of[other_class] == group_of[other_class_near] != group_of[0]
+    assert group_of[end] == group_of[other_end] == (end, other_end, bridge)
+    assert sum(len(group) >= 3 for group in expected) >= 10, "the planted chains should make larger groups"
