@@ -2,7 +2,8 @@
 
     python benchmarks/decode_budget.py
 
-Each file is built at the limits a stranger can reach (49 MP, just under ``MAX_PIXELS``; at
+Each file is built at the limits a stranger can reach (49 MP, just under ``MAX_PIXELS``, or its
+format's own lower limit; at
 most the 25 MB upload cap; JPEGs at ``MAX_JPEG_SCANS`` scans) and decoded by
 ``bird_model.images.load_rgb`` in a fresh process, which reports its wall time and peak RSS
 (VmHWM: ``ru_maxrss`` would carry over the parent's high-water mark through fork and exec;
@@ -65,8 +66,9 @@ def cases() -> dict[str, bytes]:
         "PNG 7000x7000 16-bit gray": encoded(_striped("I;16"), "PNG", optimize=True),
         "PNG 7000x7000 palette + transparency": encoded(_striped("P"), "PNG", optimize=True, transparency=0),
         "PNG 7000x7000 1-bit": encoded(noise("L").convert("1"), "PNG"),
-        "WebP 7000x7000 lossless": encoded(noise("RGB"), "WEBP", lossless=True),
-        "BMP 7000x7000 8-bit RLE": encoded(noise("L").convert("P"), "BMP", compression=1),
+        "WebP 7000x7000 lossless (refused: over 16 MP)": encoded(noise("RGB"), "WEBP", lossless=True),
+        "WebP 4000x4000 lossless": encoded(noise("RGB", 4000), "WEBP", lossless=True),
+        "BMP 7000x7000 8-bit RLE": encoded(noise("L", scale=100).convert("P"), "BMP", compression=1),
         "GIF 7000x7000": encoded(noise("L").convert("P"), "GIF"),
         "AVIF, corrupt (refused)": _corrupt_avif(),
     }

@@ -21,12 +21,17 @@ class ImageFormat:
     """Pillow's format id, for ``Image.open(..., formats=...)``."""
     extensions: tuple[str, ...]
     """File name endings, lower case, the first one used when a file of this format is saved."""
+    max_pixels: int | None = None
+    """A lower pixel limit than ``bird_model.images.MAX_PIXELS``, for a decoder that needs more
+    memory per pixel (README.md, "A public demo: what a stranger can reach")."""
 
 
 FORMATS: tuple[ImageFormat, ...] = (
     ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg")),
     ImageFormat("PNG", "PNG", (".png",)),
-    ImageFormat("WebP", "WEBP", (".webp",)),
+    # Pillow decodes WebP through a full-size RGBA canvas and copies it: about 16 bytes per
+    # pixel at the peak, 4x a PNG's, so 49 MP took one request to 784 MB.
+    ImageFormat("WebP", "WEBP", (".webp",), max_pixels=16_000_000),
     ImageFormat("BMP", "BMP", (".bmp",)),
     ImageFormat("GIF", "GIF", (".gif",)),
 )
@@ -35,6 +40,12 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(ext for fmt in FORMATS for ext 
 PILLOW_FORMATS: tuple[str, ...] = tuple(fmt.pillow for fmt in FORMATS)
 FORMAT_NAMES: str = ", ".join(fmt.name for fmt in FORMATS)
 """``JPEG, PNG, WebP, BMP, GIF``: the README says exactly this (a test checks)."""
+
+
+def pixel_limit(pillow_format: str | None, default: int) -> tuple[int, str]:
+    """The most pixels a file of this format may have, and the words naming whose limit it is."""
+    listed = next((fmt for fmt in FORMATS if fmt.pillow == pillow_format and fmt.max_pixels), None)
+    return (listed.max_pixels, f" for {listed.name}") if listed and listed.max_pixels else (default, "")
 
 
 def extension_for(pillow_format: str | None) -> str:

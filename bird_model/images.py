@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS
+from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS, pixel_limit
 
 MIN_SIDE = 8
 """Smallest usable width or height: below this a photo holds no recognisable bird."""
@@ -232,10 +232,11 @@ def _is_empty(source: str | Path | BinaryIO) -> bool:
 
 def _check_dimensions(image: Image.Image) -> None:
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    limit, whose = pixel_limit(image.format, MAX_PIXELS)
+    if width * height > limit:
         raise ImageError(
             f"The image is too large: {width}x{height} pixels is over the limit of "
-            f"{MAX_PIXELS // 1_000_000} megapixels."
+            f"{limit // 1_000_000} megapixels{whose}."
         )
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"The image is too small: {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed.")

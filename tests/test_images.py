@@ -151,6 +151,17 @@ def test_only_the_listed_formats_are_decoded(format_: str) -> None:
         load_rgb(encoded.getvalue(), 32)
 
 
+def test_webp_has_its_own_lower_pixel_limit() -> None:
+    """Pillow's WebP decoder needs about four times a PNG's memory per pixel."""
+    encoded = io.BytesIO()
+    Image.new("RGB", (5000, 4000), "green").save(encoded, "WEBP")
+    with pytest.raises(ImageError, match="5000x4000 pixels is over the limit of 16 megapixels for WebP"):
+        load_rgb(encoded.getvalue(), 32)
+    encoded = io.BytesIO()
+    Image.new("RGB", (4000, 4000), "green").save(encoded, "WEBP")
+    assert load_rgb(encoded.getvalue(), 32).shape == (32, 32, 3)
+
+
 def test_postscript_never_reaches_ghostscript() -> None:
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n"
     with pytest.raises(ImageError, match="not an image in a supported format"):
