@@ -18,7 +18,7 @@ from pathlib import Path
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.data import DatasetError
 from bird_model.hub import HubError, Parent, find_parent, publish_folder
-from bird_model.pipeline import run_training
+from bird_model.pipeline import BaseWeightsError, run_training
 from bird_model.settings import RunSettings, TrainingOptions
 from bird_model.sources import DataSourceError, resolve_source
 
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
+        except BaseWeightsError as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 1
         if args.output is None:
             point_latest(folder)
             print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +55,7 @@ def run_training(
     labels = np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
     train = (dataset.pixels[split.train], labels[split.train])
     validation = (dataset.pixels[split.validation], labels[split.validation])
-    model = build_classifier(len(dataset.classes), settings.image_size, weights)
+    model = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
     histories = train_two_phases(model, train, validation, settings.training)
 
     serving = features_and_probabilities(model)
@@ -89,6 +91,27 @@ def run_training(
     folder = artifacts.read_model_folder(settings.output)
     print_summary(folder, time.monotonic() - started)
     return folder
+
+
+class BaseWeightsError(RuntimeError):
+    """The ImageNet weights could not be downloaded; the message says how to train without them."""
+
+
+def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int, weights: str | None) -> Any:
+    """Build the model, turning a failed ImageNet download (offline, a proxy, a firewall) into one line.
+
+    Keras' ``get_file`` raises a bare ``Exception`` for any failed download, three tracebacks deep.
+    """
+    try:
+        return build(classes, image_size, weights)
+    except Exception as error:
+        if weights != "imagenet":
+            raise
+        reason = (str(error).splitlines() or [type(error).__name__])[0].rsplit(" -- ", 1)[-1]
+        raise BaseWeightsError(
+            f"the ImageNet weights for MobileNetV2 could not be downloaded ({reason}); train offline with "
+            "--base-weights PATH (a MobileNetV2 no-top weights file) or --base-weights none (random start)."
+        ) from error
 
 
 def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray) -> dict:

@@ -64,3 +64,19 @@ def test_missing_weights_file_is_named(tiny_dataset: Path, tmp_path: Path) -> No
     result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
     assert result.returncode == 2
     assert "--base-weights nope.h5: no such file" in result.stderr
+
+
+def test_unreachable_imagenet_weights_say_how_to_train_offline(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The default weights where they cannot be downloaded: one line naming --base-weights, no traceback.
+
+    An empty KERAS_HOME keeps a cached copy from answering; the proxy at a closed local port
+    refuses the download at once, with or without internet.
+    """
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--epochs", "1",
+                        "--fine-tune-epochs", "0", "--image-size", "32", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert "ImageNet weights" in line and "--base-weights PATH" in line and "--base-weights none" in line
+    assert not (tmp_path / "run").exists()
