@@ -26,7 +26,7 @@ import sys
 from bird_model.artifacts import LATEST_LINK, ModelFolderError
 from bird_model.hub import HubError, fetch_model
 from bird_model.images import release_large_buffers_promptly
-from bird_model.monitoring import Dashboard, LogSettings, ModelIdentity, open_log
+from bird_model.monitoring import LogSettings, ModelIdentity, open_log
 
 MAX_UPLOAD = "25mb"
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN") or None)
         from bird_model.inference import Classifier
-        from bird_model.web import build_demo, with_monitoring
+        from bird_model.web import Dashboard, build_demo, with_monitoring
 
         classifier = Classifier(fetched.folder)
     except (HubError, ModelFolderError) as error:

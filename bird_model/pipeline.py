@@ -81,7 +81,7 @@ def run_training(
         export_litert(model, staging / artifacts.LITERT_FILE)
         detector.save(staging / artifacts.OOD_FILE)
         baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
-        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline)
+        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
         write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
     finally:
