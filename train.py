@@ -17,8 +17,9 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.data import DatasetError
-from bird_model.hub import HubError, Parent, find_parent, publish_folder
+from bird_model.hub import HubError
 from bird_model.pipeline import run_training
+from bird_model.release import Parent, find_parent, publish
 from bird_model.settings import RunSettings, TrainingOptions
 from bird_model.sources import DataSourceError, resolve_source
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             point_latest(folder)
             print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")
     if args.push_to_hub:
-        return publish(folder, args)
+        return publish_to_hub(folder, args)
     return 0
 
 
@@ -103,10 +104,14 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     )
 
 
-def publish(folder: Path, args: argparse.Namespace) -> int:
-    """Upload, or say why not and how to retry; the folder on disk is never touched by a failure."""
+def publish_to_hub(folder: Path, args: argparse.Namespace) -> int:
+    """Upload, or say why not and how to retry.
+
+    Publishing records the repo and parent in the folder (printed) before it uploads the folder
+    as it is; a failed upload changes nothing more, and the retry uploads the same folder.
+    """
     try:
-        published = publish_folder(
+        published = publish(
             folder, args.push_to_hub, token=args.token, private=args.private, tag=args.tag,
             commit_message=args.commit_message, force=args.force,
         )

@@ -19,9 +19,9 @@ from bird_model import artifacts
 from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
 from bird_model.evaluation import classification_metrics, save_confusion_matrix
-from bird_model.hub import Parent
 from bird_model.monitoring import compute_baseline
 from bird_model.ood import fit_detector
+from bird_model.release import Parent, compare_with_parent, print_comparison
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
 
@@ -89,33 +89,6 @@ def run_training(
     folder = artifacts.read_model_folder(settings.output)
     print_summary(folder, time.monotonic() - started)
     return folder
-
-
-def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray) -> dict:
-    """Accuracy of the new model on the parent's validation photos that are in this run's validation."""
-    shared = [
-        position
-        for position, index in enumerate(split.validation)
-        if dataset.samples[index].sha256 in parent.validation_hashes
-    ]
-    truth = np.array([dataset.classes.index(dataset.samples[split.validation[p]].label) for p in shared])
-    right = validation_probabilities[shared].argmax(axis=1) == truth if shared else np.array([])
-    return {
-        "parent_commit": parent.commit,
-        "photos": len(shared),
-        "parent_photos": len(parent.validation_hashes),
-        "parent_accuracy": parent.accuracy,
-        "new_accuracy": float(right.mean()) if shared else parent.accuracy,
-    }
-
-
-def print_comparison(comparison: dict) -> None:
-    change = comparison["new_accuracy"] - comparison["parent_accuracy"]
-    print(
-        f"On {comparison['photos']} of the {comparison['parent_photos']} photos that validated the published model "
-        f"({comparison['parent_commit'][:7]}): {comparison['new_accuracy']:.2%} vs its {comparison['parent_accuracy']:.2%} "
-        f"({change:+.2%})."
-    )
 
 
 def resolve_base_weights(option: str) -> str | None:

@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -141,7 +140,9 @@ class PredictionLog:
         self._queue.put(_STOP)
         self._thread.join()
         if self.mirror is not None:
-            _final_push(self.mirror)
+            from bird_model.hub import final_push
+
+            final_push(self.mirror)
 
     def _run(self) -> None:
         last_flush, dirty = time.monotonic(), False
@@ -203,24 +204,6 @@ class PredictionLog:
             os.fsync(self._file.fileno())
 
 
-def _final_push(mirror: CommitScheduler) -> None:
-    """Upload what the last flush wrote, in this thread.
-
-    Stopping first keeps the scheduler from starting another push; one already running is
-    waited for, so commits never overlap. The push runs here rather than through the
-    client's executor because at interpreter exit (``atexit``) that executor takes no work.
-    """
-    mirror.stop()
-    in_flight = getattr(mirror, "last_future", None)
-    if in_flight is not None:
-        futures.wait([in_flight])
-    try:
-        mirror.push_to_hub()
-    except Exception as error:  # noqa: BLE001 - any Hub or network failure; the local log is intact
-        print(f"Prediction log: last upload to {mirror.repo_id} failed ({error}); "
-              f"the log stays in {mirror.folder_path}")
-
-
 @dataclass(frozen=True)
 class LogSettings:
     """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see README.md."""
@@ -257,27 +240,17 @@ def open_log(settings: LogSettings, model: ModelIdentity, classes: list[str], to
     """The app's log; a mirror that cannot start is reported and skipped, serving goes on."""
     mirror = None
     if settings.repo is not None:
-        from bird_model.hub import HubError, explained
+        from bird_model.hub import HubError
 
         try:
-            with explained(f"mirroring the prediction log to {settings.repo}"):
-                mirror = start_mirror(settings.repo, settings.folder, settings.every_minutes, token)
+            mirror = start_mirror(settings.repo, settings.folder, settings.every_minutes, token)
         except HubError as error:
             print(f"Prediction log: {error} Logging locally only, to {settings.folder}.")
     return PredictionLog(settings.folder, model, classes, settings.keep_images, mirror)
 
 
 def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | None) -> CommitScheduler:
-    """A private dataset repo (created if missing) receiving the log folder every few minutes."""
-    from huggingface_hub import CommitScheduler
+    """A private dataset repo (created if missing) receiving the log files and photos every few minutes."""
+    from bird_model import hub
 
-    return CommitScheduler(
-        repo_id=repo,
-        repo_type="dataset",
-        folder_path=folder,
-        every=every_minutes,
-        private=True,
-        token=token,
-        allow_patterns=[LOG_GLOB, f"{IMAGES_DIR}/*"],
-    )
-
+    return hub.start_mirror(repo, folder, every_minutes, token, patterns=[LOG_GLOB, f"{IMAGES_DIR}/*"])
