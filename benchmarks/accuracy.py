@@ -6,7 +6,7 @@
     python benchmarks/accuracy.py --summarize benchmarks/results/accuracy-*.json
 
 Cross-validation (``--parts cv``): stratified, group-aware folds over every usable photo
-(``bird_model.data.stratified_folds``: near-duplicates stay in one fold). For each fold,
+(``benchmarks/folds.py``: near-duplicates stay in one fold). For each fold,
 each recipe trains on the other folds and is graded on this one. Ours is trained exactly
 as ``pipeline.py`` does it (``build_classifier`` + ``train_two_phases``); the original is
 ``benchmarks/original_recipe.py``. As in ``train.py``, the graded photos also drive early
@@ -42,8 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.folds import stratified_folds
 from benchmarks.machine import describe_machine
-from bird_model.data import Dataset, Split, load_dataset, stratified_folds
+from bird_model.data import Dataset, Split, load_dataset
 from bird_model.evaluation import classification_metrics
 from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
