@@ -29,7 +29,7 @@ def fit_detector(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     validation_features: np.ndarray,
-    target_pass_rate: float = 0.97,
+    target_pass_rate: float,
     method: str = DEFAULT_METHOD,
 ) -> OutlierDetector:
     """The product's detector, or with ``method="mahalanobis"`` the same with a shrunk covariance."""

@@ -80,9 +80,10 @@ def fit_detector(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     validation_features: np.ndarray,
-    target_pass_rate: float = 0.97,
+    target_pass_rate: float,
 ) -> OutlierDetector:
-    """Class means from training photos, threshold from validation photos.
+    """Class means from training photos, threshold from validation photos (``target_pass_rate``: see
+    :class:`bird_model.settings.RunSettings`).
 
     ``train_labels`` are class indices ``0..K-1``, the classifier's output order.
     """

@@ -60,7 +60,7 @@ def run_training(
     train_features, train_probabilities = batched_predict(serving, train[0])
     validation_features, validation_probabilities = batched_predict(serving, validation[0])
     # Class means from training photos, the "unknown" threshold from validation photos.
-    detector = fit_detector(train_features, train[1], validation_features)
+    detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
     metrics = {
         "validation": classification_metrics(validation[1], validation_probabilities, dataset.classes),
         "training": classification_metrics(train[1], train_probabilities, dataset.classes),

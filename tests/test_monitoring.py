@@ -119,7 +119,7 @@ def test_baseline_holds_training_classes_and_validation_histograms() -> None:
     train_features = rng.normal(size=(30, 8)) + train_labels[:, None] * 3
     validation_features = rng.normal(size=(20, 8))
     probabilities = rng.dirichlet([1, 1], size=20)
-    detector = fit_detector(train_features, train_labels, validation_features)
+    detector = fit_detector(train_features, train_labels, validation_features, 0.97)
 
     baseline = compute_baseline(CLASSES, train_labels, probabilities, validation_features, detector).to_json()
 

@@ -130,7 +130,7 @@ def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
 def test_a_class_without_training_features_is_refused() -> None:
     features, labels = Clusters().sample(30)
     with pytest.raises(ValueError, match="every class"):
-        fit_detector(features, np.where(labels == 1, 2, labels), features)
+        fit_detector(features, np.where(labels == 1, 2, labels), features, 0.97)
 
 
 def test_auroc_of_separated_identical_and_tied_scores() -> None:
