@@ -163,8 +163,8 @@ def train_on_fold(
         "photos": len(split.validation),
         "seconds": seconds,
         "epochs": {phase: len(history["loss"]) for phase, history in histories.items()},
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
         "ece": expected_calibration_error(validation[1], probabilities),
         "classes": dataset.classes,
         "photos_graded": [f"{dataset.samples[index].label}/{dataset.samples[index].path.name}"
@@ -303,14 +303,14 @@ def pooled_lines(records: list[dict]) -> list[str]:
         probabilities = np.concatenate([record["probabilities"] for record in own])
         metrics = classification_metrics(labels, probabilities, own[0]["classes"])
         pooled[recipe] = {
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
+            "accuracy": metrics.accuracy,
+            "macro_f1": metrics.macro_f1,
             "ece": expected_calibration_error(labels, probabilities),
             "folds": {record["fold"]: record["accuracy"] for record in own},
         }
-        lines.append(f"{recipe}, out-of-fold over {metrics['count']} photos ({len(own)} folds): accuracy "
-                     f"{metrics['accuracy']:.2%} ({metrics['correct']}/{metrics['count']}), macro-F1 "
-                     f"{metrics['macro_f1']:.3f}, ECE {pooled[recipe]['ece']:.3f} ({CALIBRATION_BINS} bins)")
+        lines.append(f"{recipe}, out-of-fold over {metrics.count} photos ({len(own)} folds): accuracy "
+                     f"{metrics.accuracy:.2%} ({metrics.correct}/{metrics.count}), macro-F1 "
+                     f"{metrics.macro_f1:.3f}, ECE {pooled[recipe]['ece']:.3f} ({CALIBRATION_BINS} bins)")
     if "ours" in pooled:
         ours = pooled["ours"]
         mean = float(np.mean(list(ours["folds"].values())))

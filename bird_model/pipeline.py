@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 from bird_model import artifacts
 from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
-from bird_model.evaluation import classification_metrics, save_confusion_matrix
+from bird_model.evaluation import Metrics, OutlierMetrics, classification_metrics, save_confusion_matrix
 from bird_model.monitoring import compute_baseline
 from bird_model.ood import fit_detector
 from bird_model.release import Parent, compare_with_parent, print_comparison
@@ -61,18 +61,18 @@ def run_training(
     validation_features, validation_probabilities = batched_predict(serving, validation[0])
     # Class means from training photos, the "unknown" threshold from validation photos.
     detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
-    metrics = {
-        "validation": classification_metrics(validation[1], validation_probabilities, dataset.classes),
-        "training": classification_metrics(train[1], train_probabilities, dataset.classes),
-        "outliers": {
-            "method": detector.method,
-            "threshold": detector.threshold,
-            "validation_pass_rate": float(np.mean(~detector.is_unknown(validation_features))),
-        },
-    }
+    metrics = Metrics(
+        validation=classification_metrics(validation[1], validation_probabilities, dataset.classes),
+        training=classification_metrics(train[1], train_probabilities, dataset.classes),
+        outliers=OutlierMetrics(
+            method=detector.method,
+            threshold=detector.threshold,
+            validation_pass_rate=float(np.mean(~detector.is_unknown(validation_features))),
+        ),
+    )
     if parent is not None:
-        metrics["parent_comparison"] = compare_with_parent(parent, dataset, split, validation_probabilities)
-        print_comparison(metrics["parent_comparison"])
+        metrics = replace(metrics, parent_comparison=compare_with_parent(parent, dataset, split, validation_probabilities))
+        print_comparison(metrics.parent_comparison)
     config = run_config(sources, settings, dataset, split)
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
@@ -138,15 +138,15 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
 
 
 def write_folder_documents(
-    folder: Path, config: dict, metrics: dict, histories: dict, dataset: Dataset, split: Split
+    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split
 ) -> None:
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
     artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
-    artifacts.write_json(folder / artifacts.METRICS_FILE, metrics)
+    artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
     artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
     artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
-    save_confusion_matrix(metrics["validation"]["confusion_matrix"], dataset.classes, folder / artifacts.CONFUSION_FILE)
+    save_confusion_matrix(metrics.validation.confusion_matrix, dataset.classes, folder / artifacts.CONFUSION_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
     artifacts.save_examples(folder, dataset, split)
 
@@ -165,11 +165,11 @@ def print_dataset_report(dataset: Dataset) -> None:
 
 
 def print_summary(folder: artifacts.ModelFolder, seconds: float) -> None:
-    validation = folder.metrics["validation"]
+    validation = folder.metrics.validation
     print(
-        f"Done in {seconds:.0f} s. Validation accuracy {validation['accuracy']:.2%} "
-        f"({validation['correct']}/{validation['count']}), macro F1 {validation['macro_f1']:.3f}, "
-        f"training accuracy {folder.metrics['training']['accuracy']:.2%}."
+        f"Done in {seconds:.0f} s. Validation accuracy {validation.accuracy:.2%} "
+        f"({validation.correct}/{validation.count}), macro F1 {validation.macro_f1:.3f}, "
+        f"training accuracy {folder.metrics.training.accuracy:.2%}."
     )
     print(f"Model folder: {folder.path}")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from bird_model import artifacts, hub
 from bird_model.card import render_model_card
+from bird_model.evaluation import Metrics, ParentComparison
 
 if TYPE_CHECKING:
     from bird_model.data import Dataset, Split
@@ -56,7 +57,9 @@ def find_parent(repo_id: str, token: str | None = None) -> Parent | None:
     return Parent(repo_id, published.commit, float(metrics["validation"]["accuracy"]), hashes)
 
 
-def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray) -> dict:
+def compare_with_parent(
+    parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray
+) -> ParentComparison:
     """Accuracy of the new model on the parent's validation photos that are in this run's validation."""
     shared = [
         position
@@ -65,32 +68,28 @@ def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validati
     ]
     truth = np.array([dataset.classes.index(dataset.samples[split.validation[p]].label) for p in shared])
     right = validation_probabilities[shared].argmax(axis=1) == truth if shared else np.array([])
-    return {
-        "parent_commit": parent.commit,
-        "photos": len(shared),
-        "parent_photos": len(parent.validation_hashes),
-        "parent_accuracy": parent.accuracy,
-        "new_accuracy": float(right.mean()) if shared else parent.accuracy,
-    }
+    return ParentComparison(
+        parent_commit=parent.commit,
+        photos=len(shared),
+        parent_photos=len(parent.validation_hashes),
+        parent_accuracy=parent.accuracy,
+        new_accuracy=float(right.mean()) if shared else parent.accuracy,
+    )
 
 
-def print_comparison(comparison: dict) -> None:
-    change = comparison["new_accuracy"] - comparison["parent_accuracy"]
+def print_comparison(comparison: ParentComparison) -> None:
+    change = comparison.new_accuracy - comparison.parent_accuracy
     print(
-        f"On {comparison['photos']} of the {comparison['parent_photos']} photos that validated the published model "
-        f"({comparison['parent_commit'][:7]}): {comparison['new_accuracy']:.2%} vs its {comparison['parent_accuracy']:.2%} "
+        f"On {comparison.photos} of the {comparison.parent_photos} photos that validated the published model "
+        f"({comparison.parent_commit[:7]}): {comparison.new_accuracy:.2%} vs its {comparison.parent_accuracy:.2%} "
         f"({change:+.2%})."
     )
 
 
-def is_worse_than_parent(metrics: dict[str, Any]) -> bool:
-    comparison = metrics.get("parent_comparison")
-    return bool(comparison) and comparison["new_accuracy"] < comparison["parent_accuracy"]
-
-
-def target_branch(metrics: dict[str, Any], tag: str | None, force: bool) -> str:
+def target_branch(metrics: Metrics, tag: str | None, force: bool) -> str:
     """``main``, or ``candidate-TAG`` for a model worse than its parent; raises ``HubError`` without a tag."""
-    if not is_worse_than_parent(metrics) or force:
+    worse = metrics.parent_comparison is not None and metrics.parent_comparison.is_worse
+    if not worse or force:
         return MAIN
     if not tag:
         raise hub.HubError(
@@ -140,7 +139,7 @@ def publish(
     if record_release(folder, repo_id, parent):
         print(f"Recorded the repo {repo_id} and the parent "
               f"{parent['commit'][:7] if parent else '(none)'} in {artifacts.CONFIG_FILE} and {artifacts.CARD_FILE}")
-    accuracy = folder.metrics["validation"]["accuracy"]
+    accuracy = folder.metrics.validation.accuracy
     return hub.upload_model_folder(
         path,
         repo_id,

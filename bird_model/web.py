@@ -96,11 +96,11 @@ def build_demo(
             on_prediction(photo, prediction)
         return answer(prediction, top_k, unknown_label, version)
 
-    accuracy = folder.metrics["validation"]["accuracy"]
+    accuracy = folder.metrics.validation.accuracy
     description = (
         f"Upload a photo of a bird. This model knows {len(classifier.classes)} classes: "
         f"{_listing(classifier.classes)}; a photo unlike all of them is called unknown.\n\n"
-        f"Validation accuracy {accuracy:.1%} on {folder.metrics['validation']['count']} photos · model {version}"
+        f"Validation accuracy {accuracy:.1%} on {folder.metrics.validation.count} photos · model {version}"
     )
     return gr.Interface(
         fn=classify,

@@ -147,9 +147,9 @@ def test_training_saves_the_baseline_and_the_app_downloads_it(trained: Path) -> 
     baseline = json.loads((trained / BASELINE_FILE).read_text())
     metrics = read_model_folder(trained).metrics
     assert baseline["classes"] == read_model_folder(trained).classes
-    assert baseline["validation_count"] == metrics["validation"]["count"]
-    assert baseline["unknown_threshold"] == metrics["outliers"]["threshold"]
-    assert sum(baseline["training_class_counts"]) == metrics["training"]["count"]
+    assert baseline["validation_count"] == metrics.validation.count
+    assert baseline["unknown_threshold"] == metrics.outliers.threshold
+    assert sum(baseline["training_class_counts"]) == metrics.training.count
     assert BASELINE_FILE in SERVING_PATTERNS
 
 
