@@ -8,7 +8,7 @@ Settings (options override environment variables):
   HF_TOKEN                token for a private Hub model
   HF_HUB_OFFLINE=1        serve the cached copy of a Hub model without network
   --top-k / BIRD_TOP_K    classes shown per prediction (default 3)
-  --share / GRADIO_SHARE=true  also ask Gradio for a public share link (Gradio reads GRADIO_SHARE)
+  --share / GRADIO_SHARE  also ask Gradio for a public share link
   BIRD_LOG_DIR            prediction log folder (default logs/predictions)
   BIRD_LOG_IMAGES=1       also keep every uploaded photo in the log folder
   BIRD_LOG_REPO, BIRD_LOG_EVERY  mirror the log to this Hub dataset repo every N minutes (default 5)
@@ -58,8 +58,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help=f"branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or {defaults.revision})")
     parser.add_argument("--top-k", type=int, default=int(environ.get("BIRD_TOP_K", defaults.top_k)),
                         help=f"classes to show per prediction (default: $BIRD_TOP_K or {defaults.top_k})")
-    parser.add_argument("--share", action="store_true", default=None,
-                        help="request a public gradio.live share link (default: Gradio's $GRADIO_SHARE=true)")
+    # GRADIO_SHARE is read here, not left to Gradio: Gradio takes only "true", and when the link
+    # fails it resets demo.share, so the app could no longer tell that one was asked for.
+    parser.add_argument("--share", action="store_true",
+                        default=environ.get("GRADIO_SHARE", "").lower() in {"1", "true", "yes"},
+                        help="request a public gradio.live share link (default: $GRADIO_SHARE)")
     parser.add_argument("--monitoring", action="store_true",
                         default=environ.get("BIRD_MONITORING", "").lower() in {"1", "true", "yes"},
                         help="add the Monitoring tab for the operator; every visitor can see it, so leave it "
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         blocked_paths=[str(folder.path.resolve()), str(log_settings.folder.resolve())],
         prevent_thread_lock=True,
     )
-    if demo.share and not demo.share_url:
+    if args.share and not demo.share_url:
         print(f"Share link unavailable (no route to the share server); still serving locally at {demo.local_url}")
     demo.block_thread()
     log.close()

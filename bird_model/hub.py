@@ -49,15 +49,6 @@ class HubError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Published:
-    repo_id: str
-    commit: str
-    commit_url: str
-    tag: str | None
-    branch: str
-
-
-@dataclass(frozen=True)
 class FetchedModel:
     """A model folder on local disk and where it came from (``repo_id``/``commit`` None for a local folder)."""
 
@@ -79,7 +70,7 @@ class FetchedModel:
 
 
 def is_repo_id(text: str) -> bool:
-    """``OWNER/NAME`` as the Hub accepts it (``huggingface_hub``'s own check, plus the owner it allows to omit)."""
+    """``OWNER/NAME`` as the Hub accepts it: ``huggingface_hub``'s own check, and an owner (which it lets go missing)."""
     if text.count("/") != 1:
         return False
     try:
@@ -114,6 +105,17 @@ def published_files(repo_id: str, revision: str, token: str | None = None) -> Pu
 def create_model_repo(repo_id: str, *, private: bool, token: str | None) -> None:
     with explained(f"publishing to {repo_id}"):
         HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A model folder's commit on the Hub, with the tag and branch it went to."""
+
+    repo_id: str
+    commit: str
+    commit_url: str
+    tag: str | None
+    branch: str
 
 
 def upload_model_folder(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import app
@@ -37,8 +36,6 @@ def test_readme_tables_show_the_argparse_defaults() -> None:
     for option, cell in documented.items():
         assert option in actions, f"README.md documents {option}, which no command has"
         default = DEFAULT_DATA if option == "--data" else actions[option].default
-        if isinstance(actions[option], argparse._StoreTrueAction) and default is None:
-            default = False  # --share: off unless GRADIO_SHARE says otherwise
         expected = shown(default)
         if expected is not None:
             assert cell.startswith(expected), f"README.md says {option} defaults to {cell!r}; the code says {expected!r}"
@@ -62,3 +59,18 @@ def test_readme_and_help_name_every_data_form() -> None:
     for form in (KAGGLE_FORM, HF_FORM):
         assert form in README
         assert form in help_text.replace(" ", "") or form in help_text
+
+
+def test_the_maps_name_every_module() -> None:
+    """README.md's Layout and the package docstring list every module, so a newcomer finds each."""
+    import bird_model
+
+    layout = README[README.index("## Layout") : README.index("## Performance")]
+    package = ROOT / "bird_model"
+    for module in package.rglob("*.py"):
+        if module.name != "__init__.py":
+            assert module.name in layout, f"README.md's Layout does not name {module.relative_to(ROOT)}"
+    for module in package.glob("*.py"):
+        if module.name != "__init__.py":
+            assert f"``{module.stem}``" in bird_model.__doc__, f"bird_model/__init__.py does not name {module.stem}"
+    assert "``monitoring``" in bird_model.__doc__

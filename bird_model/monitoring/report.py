@@ -85,13 +85,6 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    alarm: bool
-    message: str
-
-
-@dataclass(frozen=True)
 class Report:
     model: str
     count: int
@@ -111,6 +104,13 @@ class Report:
     @property
     def alarms(self) -> list[Check]:
         return [check for check in self.checks if check.alarm]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    alarm: bool
+    message: str
 
 
 def build_report(log: LogSummary, baseline: Baseline, model: str) -> Report:
