@@ -22,25 +22,26 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError
 from bird_model.hub import HubError, fetch_model
 from bird_model.images import release_large_buffers_promptly
-from bird_model.monitoring import Dashboard, LogSettings, ModelIdentity, open_log
+from bird_model.monitoring import LogSettings, ModelIdentity, open_log
+from bird_model.settings import ServingSettings
 
 MAX_UPLOAD = "25mb"
 
 CONCURRENCY_LIMIT: int | None = 2
-"""Predictions Gradio runs at once. On 2 shared cores (benchmarks/load.py, 16 callers, 1000
-mixed requests; README.md, Load) Gradio's default of 1 served 29-31 requests/s, 2 served
-36-39 and 4 served 40-41: with 2, one photo decodes while another is in the interpreter
-(decoding runs outside its lock). 4 was no faster per CPU second it got, and every running
-prediction may hold a large photo's decode in memory, so the limit also bounds memory."""
+"""Predictions Gradio runs at once: with 2, one photo decodes while another is in the
+interpreter (decoding runs outside its lock); 4 was no faster per CPU second it got, and every
+running prediction may hold a large photo's decode in memory, so the limit also bounds memory.
+Measured with benchmarks/load.py: README.md, "Performance", Load."""
 
 QUEUE_MAX_SIZE: int | None = 200
-"""Requests waiting beyond it are refused at once with "Queue is full" instead of waiting.
-200 is about 5 s of work at the measured rate; queued requests hold no decoded pixels
-(their uploads are on disk), so the bound is on waiting, not memory."""
+"""Requests waiting beyond it are refused at once with "Queue is full" instead of waiting
+(a few seconds of work at the rate README.md, "Performance", Load measured); queued requests
+hold no decoded pixels (their uploads are on disk), so the bound is on waiting, not memory."""
 
 UPLOAD_CACHE_SWEEP = (3600, 3600)
 """Gradio's ``delete_cache`` (every, older than; seconds). Gradio keeps every distinct upload
@@ -48,22 +49,29 @@ in its cache folder until the server restarts, which grows without end on a publ
 photo is needed only while it is classified (the prediction log keeps its own copy when asked)."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    defaults = ServingSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("BIRD_MODEL"),
+    parser.add_argument("--model", default=environ.get("BIRD_MODEL"),
                         help=f"model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL, else {LATEST_LINK})")
-    parser.add_argument("--revision", default=os.environ.get("BIRD_MODEL_REVISION") or None,
-                        help="branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or main)")
-    parser.add_argument("--top-k", type=int, default=int(os.environ.get("BIRD_TOP_K", "3")),
-                        help="classes to show per prediction (default: $BIRD_TOP_K or 3)")
+    parser.add_argument("--revision", default=environ.get("BIRD_MODEL_REVISION") or None,
+                        help=f"branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or {defaults.revision})")
+    parser.add_argument("--top-k", type=int, default=int(environ.get("BIRD_TOP_K", defaults.top_k)),
+                        help=f"classes to show per prediction (default: $BIRD_TOP_K or {defaults.top_k})")
+    # GRADIO_SHARE is read here, not left to Gradio: Gradio takes only "true", and when the link
+    # fails it resets demo.share, so the app could no longer tell that one was asked for.
     parser.add_argument("--share", action="store_true",
-                        default=os.environ.get("GRADIO_SHARE", "").lower() in {"1", "true", "yes"},
+                        default=environ.get("GRADIO_SHARE", "").lower() in {"1", "true", "yes"},
                         help="request a public gradio.live share link (default: $GRADIO_SHARE)")
     parser.add_argument("--monitoring", action="store_true",
-                        default=os.environ.get("BIRD_MONITORING", "").lower() in {"1", "true", "yes"},
+                        default=environ.get("BIRD_MONITORING", "").lower() in {"1", "true", "yes"},
                         help="add the Monitoring tab for the operator; every visitor can see it, so leave it "
                              "off on a public demo (default: $BIRD_MONITORING)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser(os.environ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN") or None)
         from bird_model.inference import Classifier
-        from bird_model.web import build_demo, with_monitoring
+        from bird_model.web import Dashboard, build_demo, with_monitoring
 
         classifier = Classifier(fetched.folder)
     except (HubError, ModelFolderError) as error:

@@ -17,33 +17,40 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.data import DatasetError
-from bird_model.hub import HubError, Parent, find_parent, publish_folder
+from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, run_training
-from bird_model.settings import RunSettings, TrainingOptions
-from bird_model.sources import DataSourceError, resolve_source
+from bird_model.release import Parent, find_parent, publish
+from bird_model.settings import DEFAULT_DATA, RunSettings, TrainingOptions
+from bird_model.sources import SPEC_FORMS, DataSourceError, resolve_source
+
+RUN = RunSettings(output=Path())
+"""The defaults of every option (``bird_model/settings.py``)."""
+TRAINING = TrainingOptions()
 
 
-DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", action="append", metavar="SOURCE",
-                        help="folder with one sub-folder of photos per class, kaggle:OWNER/DATASET[/SUBFOLDER] or "
-                             "hf:OWNER/NAME[@REVISION][/SUBFOLDER]; repeat to merge several "
+                        help=f"folder-per-class photos: {SPEC_FORMS}; repeat to merge several "
                              f"(default: {DEFAULT_DATA}, the original birds dataset)")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help=f"model folder to write (default: a new folder under runs/, linked as {LATEST_LINK})")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --output")
-    parser.add_argument("--base-weights", default="imagenet", metavar="imagenet|none|PATH",
-                        help="MobileNetV2 starting weights: imagenet (default), none (random) or a weights file")
-    parser.add_argument("--epochs", type=int, default=30, help="phase 1 (frozen base) epochs at most (default 30)")
-    parser.add_argument("--fine-tune-epochs", type=int, default=15,
-                        help="phase 2 (top 30%% of the base unfrozen) epochs at most; 0 skips it (default 15)")
-    parser.add_argument("--batch-size", type=int, default=16, help="default 16")
-    parser.add_argument("--image-size", type=int, default=224, help="square input size in pixels (default 224)")
-    parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction per class (default 0.2)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for the split, augmentation and weights (default 42)")
+    parser.add_argument("--base-weights", default=RUN.base_weights, metavar="imagenet|none|PATH",
+                        help=f"MobileNetV2 starting weights: imagenet, none (random) or a weights file "
+                             f"(default {RUN.base_weights})")
+    parser.add_argument("--epochs", type=int, default=TRAINING.epochs,
+                        help=f"phase 1 (frozen base) epochs at most (default {TRAINING.epochs})")
+    parser.add_argument("--fine-tune-epochs", type=int, default=TRAINING.fine_tune_epochs,
+                        help=f"phase 2 (top {TRAINING.fine_tune_fraction * 100:.0f}%% of the base unfrozen) epochs at most; "
+                             f"0 skips it (default {TRAINING.fine_tune_epochs})")
+    parser.add_argument("--batch-size", type=int, default=TRAINING.batch_size, help=f"default {TRAINING.batch_size}")
+    parser.add_argument("--image-size", type=int, default=RUN.image_size,
+                        help=f"square input size in pixels (default {RUN.image_size})")
+    parser.add_argument("--val-split", type=float, default=RUN.validation_fraction,
+                        help=f"validation fraction per class (default {RUN.validation_fraction})")
+    parser.add_argument("--seed", type=int, default=TRAINING.seed,
+                        help=f"seed for the split, augmentation and weights (default {TRAINING.seed})")
     hub = parser.add_argument_group("publishing to the Hugging Face Hub")
     hub.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the model folder as one commit to this repo")
     hub.add_argument("--push-only", type=Path, metavar="DIR", help="publish an existing model folder, no training")
@@ -53,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hub.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login)")
     hub.add_argument("--force", action="store_true",
                      help="move main even if the new model is worse than main's on the photos that validated it")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.push_only and not args.push_to_hub:
         parser.error("--push-only needs --push-to-hub OWNER/NAME")
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             point_latest(folder)
             print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")
     if args.push_to_hub:
-        return publish(folder, args)
+        return publish_to_hub(folder, args)
     return 0
 
 
@@ -106,10 +118,14 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
     )
 
 
-def publish(folder: Path, args: argparse.Namespace) -> int:
-    """Upload, or say why not and how to retry; the folder on disk is never touched by a failure."""
+def publish_to_hub(folder: Path, args: argparse.Namespace) -> int:
+    """Upload, or say why not and how to retry.
+
+    Publishing records the repo and parent in the folder (printed) before it uploads the folder
+    as it is; a failed upload changes nothing more, and the retry uploads the same folder.
+    """
     try:
-        published = publish_folder(
+        published = publish(
             folder, args.push_to_hub, token=args.token, private=args.private, tag=args.tag,
             commit_message=args.commit_message, force=args.force,
         )

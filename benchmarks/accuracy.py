@@ -6,7 +6,7 @@
     python benchmarks/accuracy.py --summarize benchmarks/results/accuracy-*.json
 
 Cross-validation (``--parts cv``): stratified, group-aware folds over every usable photo
-(``bird_model.data.stratified_folds``: near-duplicates stay in one fold). For each fold,
+(``benchmarks/folds.py``: near-duplicates stay in one fold). For each fold,
 each recipe trains on the other folds and is graded on this one. Ours is trained exactly
 as ``pipeline.py`` does it (``build_classifier`` + ``train_two_phases``); the original is
 ``benchmarks/original_recipe.py``. As in ``train.py``, the graded photos also drive early
@@ -42,8 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.folds import stratified_folds
 from benchmarks.machine import describe_machine
-from bird_model.data import Dataset, Split, load_dataset, stratified_folds
+from bird_model.data import Dataset, Split, load_dataset
 from bird_model.evaluation import classification_metrics
 from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
@@ -162,8 +163,8 @@ def train_on_fold(
         "photos": len(split.validation),
         "seconds": seconds,
         "epochs": {phase: len(history["loss"]) for phase, history in histories.items()},
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
         "ece": expected_calibration_error(validation[1], probabilities),
         "classes": dataset.classes,
         "photos_graded": [f"{dataset.samples[index].label}/{dataset.samples[index].path.name}"
@@ -302,14 +303,14 @@ def pooled_lines(records: list[dict]) -> list[str]:
         probabilities = np.concatenate([record["probabilities"] for record in own])
         metrics = classification_metrics(labels, probabilities, own[0]["classes"])
         pooled[recipe] = {
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
+            "accuracy": metrics.accuracy,
+            "macro_f1": metrics.macro_f1,
             "ece": expected_calibration_error(labels, probabilities),
             "folds": {record["fold"]: record["accuracy"] for record in own},
         }
-        lines.append(f"{recipe}, out-of-fold over {metrics['count']} photos ({len(own)} folds): accuracy "
-                     f"{metrics['accuracy']:.2%} ({metrics['correct']}/{metrics['count']}), macro-F1 "
-                     f"{metrics['macro_f1']:.3f}, ECE {pooled[recipe]['ece']:.3f} ({CALIBRATION_BINS} bins)")
+        lines.append(f"{recipe}, out-of-fold over {metrics.count} photos ({len(own)} folds): accuracy "
+                     f"{metrics.accuracy:.2%} ({metrics.correct}/{metrics.count}), macro-F1 "
+                     f"{metrics.macro_f1:.3f}, ECE {pooled[recipe]['ece']:.3f} ({CALIBRATION_BINS} bins)")
     if "ours" in pooled:
         ours = pooled["ours"]
         mean = float(np.mean(list(ours["folds"].values())))

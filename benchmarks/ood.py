@@ -31,10 +31,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.ood_methods import DEFAULT_METHOD, METHODS, auroc, fit_detector
 from bird_model import artifacts
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.images import load_rgb
-from bird_model.ood import DEFAULT_METHOD, METHODS, OutlierDetector, auroc, calibrate_threshold, fit_detector
+from bird_model.ood import OutlierDetector, calibrate_threshold
 
 MIN_PACKAGED_SIDE = 64
 """scikit-image also ships test fixtures of a few pixels (a 14x25 GIF, a 10x15 TIFF): not pictures."""

@@ -33,6 +33,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -160,9 +161,9 @@ def main() -> None:
     histories = train_original(model, train, validation, options)
     metrics = classification_metrics(validation[1], predict_original(model, validation[0]), dataset.classes)
     seconds = time.monotonic() - started
-    args.result.write_text(json.dumps({"seconds": seconds, "validation": metrics, "history": histories}, indent=2))
-    print(f"Done in {seconds:.0f} s. Validation accuracy {metrics['accuracy']:.2%} "
-          f"({metrics['correct']}/{metrics['count']}), macro F1 {metrics['macro_f1']:.3f}.")
+    args.result.write_text(json.dumps({"seconds": seconds, "validation": asdict(metrics), "history": histories}, indent=2))
+    print(f"Done in {seconds:.0f} s. Validation accuracy {metrics.accuracy:.2%} "
+          f"({metrics.correct}/{metrics.count}), macro F1 {metrics.macro_f1:.3f}.")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from bird_model.data import Dataset, Split
+from bird_model.evaluation import Metrics
 from bird_model.images import to_rgb
 
 FORMAT_VERSION = 1
@@ -58,7 +59,7 @@ class ModelFolder:
     path: Path
     classes: list[str]
     config: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: Metrics
 
     @property
     def model_path(self) -> Path:
@@ -156,7 +157,11 @@ def read_model_folder(path: Path) -> ModelFolder:
             f"{path / LABELS_FILE} does not match {CONFIG_FILE}: the label map lists {classes}, "
             f"the config {config.get('classes')}. The files come from different runs."
         )
-    return ModelFolder(path=path, classes=classes, config=config, metrics=metrics)
+    try:
+        typed_metrics = Metrics.from_json(metrics)
+    except (KeyError, TypeError) as error:
+        raise ModelFolderError(f"{path / METRICS_FILE} is not a metrics file of this format ({error}).") from error
+    return ModelFolder(path=path, classes=classes, config=config, metrics=typed_metrics)
 
 
 def _classes_from_labels(labels: dict[str, Any], path: Path) -> list[str]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from bird_model.evaluation import Metrics
+
 TEMPLATE = """---
 {{ card_data }}
 ---
@@ -89,12 +91,12 @@ or deploy that app as a Gradio Space with the variable `BIRD_MODEL={{ repo_id }}
 """
 
 
-def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: str | None = None) -> ModelCard:
+def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | None = None) -> ModelCard:
     """Build the card from a model folder's config and metrics.
 
     ``repo_id`` fills the usage snippets; before a folder is published it reads OWNER/NAME.
     """
-    validation = metrics["validation"]
+    validation = metrics.validation
     dataset = config["dataset"]
     card_data = ModelCardData(
         library_name="keras",
@@ -110,7 +112,7 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
                 dataset_split="validation",
                 metric_type=metric,
                 metric_name=name,
-                metric_value=round(validation[key], 4),
+                metric_value=round(getattr(validation, key), 4),
             )
             for metric, name, key in (("accuracy", "Accuracy", "accuracy"), ("f1", "Macro F1", "macro_f1"))
         ],
@@ -126,12 +128,12 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
         model_name=config["model_name"],
         classes=config["classes"],
         class_rows=class_rows,
-        accuracy=validation["accuracy"],
-        correct=validation["correct"],
-        validation_count=validation["count"],
-        macro_f1=validation["macro_f1"],
-        per_class=validation["per_class"],
-        train_accuracy=metrics["training"]["accuracy"],
+        accuracy=validation.accuracy,
+        correct=validation.correct,
+        validation_count=validation.count,
+        macro_f1=validation.macro_f1,
+        per_class=validation.per_class,
+        train_accuracy=metrics.training.accuracy,
         total=dataset["usable"],
         rejected=dataset["rejected"],
         fingerprint=dataset["fingerprint"],
@@ -142,7 +144,7 @@ def render_model_card(config: dict[str, Any], metrics: dict[str, Any], repo_id: 
         tensorflow_version=config["versions"]["tensorflow"],
         keras_version=config["versions"]["keras"],
         parent=config.get("parent"),
-        comparison=metrics.get("parent_comparison"),
+        comparison=metrics.parent_comparison,
         repo_id=repo_id or "OWNER/NAME",
     )
 

@@ -150,7 +150,7 @@ def split_dataset(
         raise DatasetError(f"--val-split must be between 0 and 1, got {validation_fraction}.")
     train: list[int] = []
     validation: list[int] = []
-    for groups in _shuffled_groups_by_class(dataset, seed).values():
+    for groups in shuffled_groups_by_class(dataset, seed).values():
         groups.sort(key=lambda group: not any(dataset.samples[i].sha256 in keep_in_validation for i in group))
         size = sum(len(group) for group in groups)
         wanted = max(1, round(size * validation_fraction))
@@ -165,41 +165,11 @@ def split_dataset(
     return Split(sorted(train), sorted(validation))
 
 
-def stratified_folds(dataset: Dataset, k: int, seed: int) -> list[Split]:
-    """``k`` splits for cross-validation: their validation sides partition the dataset.
-
-    Stratified and group-aware like :func:`split_dataset`, so no fold is graded on a
-    near-duplicate of a training photo. Class by class, groups (largest first, else in the
-    seeded random order) go to the fold holding the fewest photos of their labels so far
-    (a group may mix classes), ties to the fold with the fewest photos overall: a class's
-    counts per fold differ by about its largest group at most, and the classes' remainders
-    land in different folds. Every class needs at least ``k`` groups, so that every fold
-    can validate every class.
-    """
-    groups_by_class = _shuffled_groups_by_class(dataset, seed)
-    fewest_label = min(groups_by_class, key=lambda label: len(groups_by_class[label]))
-    fewest = len(groups_by_class[fewest_label])
-    if not 2 <= k <= fewest:
-        raise DatasetError(
-            f"{k}-fold cross-validation needs 2 <= k <= the number of photo groups (near-duplicates "
-            f"count once) of every class; '{fewest_label}' has {fewest}."
-        )
-    folds: list[list[int]] = [[] for _ in range(k)]
-    per_label: list[Counter[str]] = [Counter() for _ in range(k)]
-    for groups in groups_by_class.values():
-        for group in sorted(groups, key=len, reverse=True):
-            labels = [dataset.samples[index].label for index in group]
-            fold = min(range(k), key=lambda f: (sum(per_label[f][label] for label in labels), len(folds[f]), f))
-            folds[fold].extend(group)
-            per_label[fold].update(labels)
-    everyone = set(range(len(dataset.samples)))
-    return [Split(sorted(everyone - set(fold)), sorted(fold)) for fold in folds]
-
-
-def _shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list[int]]]:
+def shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list[int]]]:
     """Each class's near-duplicate groups, in class order, each class shuffled by one seeded generator.
 
-    The order is the only randomness of both splits, so a seed reproduces them exactly.
+    The order is the only randomness of the split (and of the benchmarks' folds,
+    ``benchmarks/folds.py``), so a seed reproduces them exactly.
     """
     rng = random.Random(seed)
     groups_by_class: dict[str, list[list[int]]] = defaultdict(list)

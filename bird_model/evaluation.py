@@ -1,14 +1,98 @@
-"""Scoring a trained model: the numbers in ``metrics.json`` and the confusion-matrix picture."""
+"""Scoring a trained model: the numbers in ``metrics.json`` (:class:`Metrics`) and the confusion-matrix picture."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """How the model did on one side of the split (``metrics.json``'s ``validation`` and ``training``)."""
+
+    accuracy: float
+    macro_f1: float
+    count: int
+    correct: int
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]
+    """Rows: true class, columns: predicted, in ``labels.json`` order."""
+    mean_confidence_correct: float | None
+    mean_confidence_wrong: float | None
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> SplitMetrics:
+        per_class = {name: ClassScores(**scores) for name, scores in document["per_class"].items()}
+        return cls(**{**_known(cls, document), "per_class": per_class})
+
+
+@dataclass(frozen=True)
+class OutlierMetrics:
+    """The "not one of my birds" check: its method, threshold and validation pass rate."""
+
+    method: str
+    threshold: float
+    """Outlier scores above it are called unknown."""
+    validation_pass_rate: float
+
+
+@dataclass(frozen=True)
+class ParentComparison:
+    """The new model against the published one it replaces, on the photos that validated that one."""
+
+    parent_commit: str
+    photos: int
+    parent_photos: int
+    parent_accuracy: float
+    new_accuracy: float
+
+    @property
+    def is_worse(self) -> bool:
+        return self.new_accuracy < self.parent_accuracy
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """``metrics.json``; :meth:`from_json` and :meth:`to_json` keep its keys as they are."""
+
+    validation: SplitMetrics
+    training: SplitMetrics
+    outliers: OutlierMetrics | None = None
+    parent_comparison: ParentComparison | None = None
+    """Only for a retraining of a published model."""
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Metrics:
+        """Raises ``KeyError`` or ``TypeError`` for a document of another shape."""
+        outliers, comparison = document.get("outliers"), document.get("parent_comparison")
+        return cls(
+            validation=SplitMetrics.from_json(document["validation"]),
+            training=SplitMetrics.from_json(document["training"]),
+            outliers=OutlierMetrics(**outliers) if outliers else None,
+            parent_comparison=ParentComparison(**comparison) if comparison else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        return {key: value for key, value in document.items() if value is not None}
+
+
+def _known(cls: type, document: dict[str, Any]) -> dict[str, Any]:
+    return {item.name: document[item.name] for item in fields(cls)}
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> SplitMetrics:
     """Accuracy, per-class precision/recall/F1, confusion matrix and confidence summaries.
 
     The mean confidence of right and of wrong answers tells a reader whether the model
@@ -24,43 +108,47 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
         precision = _ratio(true_positive, confusion[:, index].sum())
         recall = _ratio(true_positive, confusion[index, :].sum())
         f1 = _ratio(2 * precision * recall, precision + recall)
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(confusion[index].sum())}
+        per_class[name] = ClassScores(precision, recall, f1, int(confusion[index].sum()))
     right = predicted == labels
-    return {
-        "accuracy": _ratio(right.sum(), len(labels)),
-        "macro_f1": float(np.mean([scores["f1"] for scores in per_class.values()])),
-        "count": int(len(labels)),
-        "correct": int(right.sum()),
-        "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
-        "mean_confidence_correct": float(confidence[right].mean()) if right.any() else None,
-        "mean_confidence_wrong": float(confidence[~right].mean()) if (~right).any() else None,
-    }
+    return SplitMetrics(
+        accuracy=_ratio(right.sum(), len(labels)),
+        macro_f1=float(np.mean([scores.f1 for scores in per_class.values()])),
+        count=int(len(labels)),
+        correct=int(right.sum()),
+        per_class=per_class,
+        confusion_matrix=confusion.tolist(),
+        mean_confidence_correct=float(confidence[right].mean()) if right.any() else None,
+        mean_confidence_wrong=float(confidence[~right].mean()) if (~right).any() else None,
+    )
 
 
 def save_confusion_matrix(confusion: list[list[int]], classes: list[str], path: Path) -> None:
-    """Draw the matrix as a PNG (rows: true class, columns: predicted), darker = more photos."""
-    cell, label_width, header = 72, 220, 40
-    size = len(classes)
-    width, height = label_width + cell * size + 10, header + cell * size + label_width // 2
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=14)
-    peak = max(1, max(max(row) for row in confusion))
-    draw.text((label_width, 10), "predicted →   (rows: true class)", fill="black", font=font)
-    for row, name in enumerate(classes):
-        draw.text((8, header + row * cell + cell // 2 - 8), name[:26], fill="black", font=font)
-        for column in range(size):
-            value = confusion[row][column]
-            shade = int(255 - 200 * value / peak)
-            box = (label_width + column * cell, header + row * cell)
-            draw.rectangle([box, (box[0] + cell - 2, box[1] + cell - 2)], fill=(shade, shade, 255))
-            text_colour = "white" if shade < 140 else "black"
-            draw.text((box[0] + cell // 2 - 8, box[1] + cell // 2 - 8), str(value), fill=text_colour, font=font)
-    for column, name in enumerate(classes):
-        x = label_width + column * cell + 4
-        draw.text((x, header + size * cell + 6), name[:10], fill="black", font=font)
-    image.save(path)
+    """Draw the matrix as a PNG: rows the true class, columns the predicted one, each cell its count.
+
+    The colour is the row's share (recall per class), so a rare class's mistakes show as
+    clearly as a common one's. Matplotlib on an Agg canvas, without pyplot's global state.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(confusion, dtype=int)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = 2.5 + 0.6 * len(classes)
+    figure = Figure(figsize=(side + 2, side + 1), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (row, column), count in np.ndenumerate(counts):
+        axes.text(column, row, str(count), ha="center", va="center",
+                  color="white" if shares[row, column] > 0.5 else "black")
+    positions = np.arange(len(classes))
+    axes.set_xticks(positions, classes, rotation=45, ha="right")
+    axes.set_yticks(positions, classes)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title("Validation confusion matrix (photo counts)")
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    figure.savefig(path, dpi=100)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

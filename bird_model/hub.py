@@ -1,66 +1,51 @@
-"""Publishing a model folder to the Hugging Face Hub, and fetching one to serve.
+"""Every conversation with the Hugging Face Hub: uploads, downloads, the log mirror, and their errors.
 
-A folder goes up as one commit, so the model, its label map and its card can never be out
-of step on the Hub; a server fetches exactly one revision of it and knows which commit it
-got. Failures become :class:`HubError` with one line a person can act on; the client's own
-exception types stay inside this module. Tokens are passed to ``huggingface_hub`` and
-never formatted into any message.
+A model folder goes up as one commit (:func:`upload_model_folder`), exactly as it is on disk,
+so the model, its label map and its card can never be out of step on the Hub; a server
+fetches exactly one revision (:func:`fetch_model`) and knows which commit it got; ``--data
+hf:`` datasets are downloaded here (:func:`download_dataset`) and the prediction log is
+mirrored here (:func:`start_mirror`). What to publish where (parent, candidate branch) is
+:mod:`bird_model.release`'s decision. Failures become :class:`HubError` with one line a
+person can act on (:func:`explained`); the client's own exception types stay inside this
+module. Tokens are passed to ``huggingface_hub`` and never formatted into any message.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from huggingface_hub import HfApi, get_token, hf_hub_download, snapshot_download
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     LocalTokenNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
 
 from bird_model import artifacts
-from bird_model.card import render_model_card
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitScheduler
 
 NO_TOKEN = "no Hugging Face token found; set HF_TOKEN, pass --token, or run `hf auth login`."
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 class HubError(RuntimeError):
     """A Hub operation that failed for a reason the user can fix; the message says which."""
-
-
-@dataclass(frozen=True)
-class Published:
-    repo_id: str
-    commit: str
-    commit_url: str
-    tag: str | None
-    branch: str
-
-
-@dataclass(frozen=True)
-class Parent:
-    """The published model a retraining replaces, and the photos that validated it."""
-
-    repo_id: str
-    commit: str
-    accuracy: float
-    validation_hashes: frozenset[str]
-
-    def record(self) -> dict[str, Any]:
-        """What the new model's config and card say about it."""
-        return {"repo_id": self.repo_id, "commit": self.commit, "accuracy": self.accuracy}
 
 
 @dataclass(frozen=True)
@@ -85,82 +70,84 @@ class FetchedModel:
 
 
 def is_repo_id(text: str) -> bool:
-    return bool(REPO_ID.match(text))
+    """``OWNER/NAME`` as the Hub accepts it: ``huggingface_hub``'s own check, and an owner (which it lets go missing)."""
+    if text.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
-def publish_folder(
+def require_token(token: str | None, action: str) -> None:
+    """Refuse at once, before any request, when neither ``token`` nor a saved login exists."""
+    if not (token or get_token()):
+        raise HubError(f"{action} failed: {NO_TOKEN}")
+
+
+@dataclass(frozen=True)
+class PublishedFiles:
+    commit: str
+    files: frozenset[str]
+
+
+def published_files(repo_id: str, revision: str, token: str | None = None) -> PublishedFiles | None:
+    """The commit and file names of a model repo's revision; None when the repo does not exist."""
+    with explained(f"reading the current model of {repo_id}"):
+        try:
+            info = HfApi(token=token).model_info(repo_id, revision=revision)
+        except RepositoryNotFoundError:
+            return None
+    return PublishedFiles(info.sha, frozenset(sibling.rfilename for sibling in info.siblings or []))
+
+
+def create_model_repo(repo_id: str, *, private: bool, token: str | None) -> None:
+    with explained(f"publishing to {repo_id}"):
+        HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A model folder's commit on the Hub, with the tag and branch it went to."""
+
+    repo_id: str
+    commit: str
+    commit_url: str
+    tag: str | None
+    branch: str
+
+
+def upload_model_folder(
     path: Path,
     repo_id: str,
     *,
-    token: str | None = None,
-    private: bool = False,
-    tag: str | None = None,
-    commit_message: str | None = None,
-    force: bool = False,
+    token: str | None,
+    branch: str,
+    branch_from: str | None,
+    tag: str | None,
+    commit_message: str,
+    tag_message: str | None,
 ) -> Published:
-    """Upload a complete model folder as one commit and optionally tag it.
+    """Upload the folder as it is on disk, as one commit on ``branch`` replacing every file there.
 
-    The commit goes on ``main``, unless training found the new model worse than ``main``'s
-    on the photos that validated it: then, without ``force``, it goes on a branch
-    ``candidate-TAG`` and only its tag points at it, so the live demo keeps the better model.
-    The folder's card and config are brought up to date with the target repo and the
-    revision this upload replaces (its parent) before the upload.
+    ``branch_from``: create ``branch`` from this commit first (for a candidate branch).
     """
-    if not is_repo_id(repo_id):
-        raise HubError(f"--push-to-hub {repo_id!r} is not a repo id; expected OWNER/NAME.")
-    folder = artifacts.read_model_folder(path)
-    if not folder.model_path.is_file():
-        raise artifacts.ModelFolderError(f"Model folder {path} is incomplete: missing {artifacts.MODEL_FILE}.")
-    if not (token or get_token()):
-        raise HubError(f"publishing to {repo_id} failed: {NO_TOKEN}")
-    keep_main = is_worse_than_parent(folder.metrics) and not force
-    if keep_main and not tag:
-        raise HubError(
-            "the new model is worse than the one on main (see metrics.json 'parent_comparison'); "
-            "publish it under a tag only with --tag NAME, or replace main anyway with --force."
-        )
     api = HfApi(token=token)
     with explained(f"publishing to {repo_id}"):
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        parent = folder.config.get("parent") or _record_of(find_parent(repo_id, token=token))
-        _record_parent(folder, repo_id, parent)
-        branch = f"candidate-{tag}" if keep_main else "main"
-        if keep_main:
-            api.create_branch(repo_id, branch=branch, revision=parent["commit"], exist_ok=True)
-        accuracy = folder.metrics["validation"]["accuracy"]
+        if branch_from is not None:
+            api.create_branch(repo_id, branch=branch, revision=branch_from, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=path,
             revision=branch,
-            commit_message=commit_message or f"Model {folder.config['created_at']}: validation accuracy {accuracy:.2%}",
+            commit_message=commit_message,
             ignore_patterns=[".*", "**/.*"],
             delete_patterns=["*"],
         )
         if tag:
-            api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message)
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=tag_message)
     return Published(repo_id, commit.oid, commit.commit_url, tag, branch)
-
-
-def find_parent(repo_id: str, token: str | None = None) -> Parent | None:
-    """The model ``main`` serves now, which a new upload would replace; None for a new or empty repo."""
-    api = HfApi(token=token)
-    with explained(f"reading the current model of {repo_id}"):
-        try:
-            info = api.model_info(repo_id, revision="main")
-        except RepositoryNotFoundError:
-            return None
-        files = {sibling.rfilename for sibling in info.siblings or []}
-        if artifacts.METRICS_FILE not in files:
-            return None
-        metrics = read_published_file(repo_id, artifacts.METRICS_FILE, info.sha, token=token)
-        split = read_published_file(repo_id, artifacts.SPLIT_FILE, info.sha, token=token) if artifacts.SPLIT_FILE in files else {}
-    hashes = frozenset(row["sha256"] for row in split.get("validation", []))
-    return Parent(repo_id, info.sha, float(metrics["validation"]["accuracy"]), hashes)
-
-
-def is_worse_than_parent(metrics: dict[str, Any]) -> bool:
-    comparison = metrics.get("parent_comparison")
-    return bool(comparison) and comparison["new_accuracy"] < comparison["parent_accuracy"]
 
 
 def fetch_model(source: str, revision: str | None = None, token: str | None = None) -> FetchedModel:
@@ -193,16 +180,6 @@ def read_published_file(repo_id: str, filename: str, revision: str, token: str |
     """One JSON file of a published revision (for comparing a new model with its parent)."""
     with explained(f"reading {filename} of {repo_id}@{revision}"):
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, token=token)).read_text())
-
-
-def _record_of(parent: Parent | None) -> dict[str, Any] | None:
-    return None if parent is None else parent.record()
-
-
-def _record_parent(folder: artifacts.ModelFolder, repo_id: str, parent: dict[str, Any] | None) -> None:
-    config = {**folder.config, "repo_id": repo_id, "parent": parent}
-    artifacts.write_json(folder.path / artifacts.CONFIG_FILE, config)
-    render_model_card(config, folder.metrics, repo_id=repo_id).save(folder.path / artifacts.CARD_FILE)
 
 
 @contextmanager
@@ -242,3 +219,102 @@ def _reason(error: BaseException) -> str | None:
     if isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError)):
         return f"the Hub cannot be reached ({type(error).__name__}); check the network."
     return None
+
+
+# -- datasets for --data hf: --------------------------------------------------------------
+
+
+def parse_dataset_uri(uri_text: str) -> tuple[str, str, str | None, str]:
+    """``hf://`` URI by huggingface_hub's own grammar: (repo type, repo id, revision, path in repo).
+
+    Raises ``ValueError`` with the client's reason.
+    """
+    from huggingface_hub import parse_hf_uri
+    from huggingface_hub.errors import HfUriError
+
+    try:
+        uri = parse_hf_uri(uri_text)
+    except HfUriError as error:
+        raise ValueError(error.msg.strip()) from error
+    return uri.type, uri.id, uri.revision, uri.path_in_repo
+
+
+def download_dataset(repo_id: str, revision: str | None, url: str) -> Path:
+    """Fetch (or reuse the cached snapshot of) a Hub dataset repo; ``url`` is its page, for advice."""
+    wanted = revision or hf_constants.DEFAULT_REVISION
+    where = f"{repo_id}@{wanted}"
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except RevisionNotFoundError as error:
+        raise HubError(
+            f"The Hub dataset {repo_id} has no revision {wanted!r}; use a branch, tag or commit "
+            f"listed at {url}/commits/main."
+        ) from error
+    except GatedRepoError as error:
+        raise HubError(
+            f"The Hub dataset {repo_id} is gated; accept its conditions at {url} and log in "
+            f"(hf auth login, or set HF_TOKEN)."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise HubError(
+            f"There is no dataset {repo_id} on the Hub at {hf_constants.ENDPOINT}; check the name at "
+            f"{url}, and if it is private log in (hf auth login, or set HF_TOKEN)."
+        ) from error
+    except HfHubHTTPError as error:
+        raise HubError(
+            f"The Hub refused {where} (HTTP {error.response.status_code}: {_first_line(error)}); "
+            f"check HF_TOKEN and retry later."
+        ) from error
+    except LocalEntryNotFoundError as error:
+        raise HubError(
+            f"Cannot reach the Hub at {hf_constants.ENDPOINT} and no complete copy of {where} is cached; check "
+            f"the network connection, proxy settings (HTTPS_PROXY), HF_ENDPOINT and HF_HUB_OFFLINE, then retry."
+        ) from error
+    except httpx2.TransportError as error:
+        raise HubError(
+            f"The network failed while downloading {where} from {hf_constants.ENDPOINT} "
+            f"({type(error).__name__}: {_first_line(error)}); check the connection and proxy settings, then retry."
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+# -- the prediction log's mirror ----------------------------------------------------------
+
+
+def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | None,
+                 patterns: list[str]) -> CommitScheduler:
+    """A private dataset repo (created if missing) receiving ``patterns`` of ``folder`` every few minutes."""
+    from huggingface_hub import CommitScheduler
+
+    with explained(f"mirroring the prediction log to {repo}"):
+        return CommitScheduler(
+            repo_id=repo,
+            repo_type="dataset",
+            folder_path=folder,
+            every=every_minutes,
+            private=True,
+            token=token,
+            allow_patterns=patterns,
+        )
+
+
+def final_push(mirror: CommitScheduler) -> None:
+    """Upload what the last flush wrote, in this thread.
+
+    Stopping first keeps the scheduler from starting another push; one already running is
+    waited for, so commits never overlap. The push runs here rather than through the
+    client's executor because at interpreter exit (``atexit``) that executor takes no work.
+    """
+    mirror.stop()
+    in_flight = getattr(mirror, "last_future", None)
+    if in_flight is not None:
+        futures.wait([in_flight])
+    try:
+        mirror.push_to_hub()
+    except Exception as error:  # noqa: BLE001 - any Hub or network failure; the local log is intact
+        print(f"Prediction log: last upload to {mirror.repo_id} failed ({error}); "
+              f"the log stays in {mirror.folder_path}")

@@ -38,8 +38,9 @@ decompression bombs such as a 450 KB PNG claiming 12000x12000 pixels.
 MAX_JPEG_SCANS = 100
 """Refuse JPEGs with more scans, counted from the markers before decoding.
 
-Each progressive scan walks every block of the image again, however few bytes it holds: a
-1.2 MB 7000x7000 JPEG repeating a 30-byte scan 20,000 times took 35 s to decode here. Real
+Each progressive scan walks every block of the image again, however few bytes it holds, so a
+small file of many thousand scans takes seconds to decode (README.md, "A public demo": "A
+decode budget", measured by benchmarks/decode_budget.py). Real
 encoders write 1 (baseline) to about 10 (libjpeg's progressive script) scans; 100 scans of
 a 50 MP image decode in well under a second.
 """

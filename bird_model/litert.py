@@ -32,9 +32,10 @@ PROBABILITIES_OUTPUT = "output_1"
 """Signature output names Keras gives the serving model's two outputs, in their order."""
 
 NUM_THREADS = min(2, os.cpu_count() or 1)
-"""Interpreter threads per photo. On a 2-core machine a second thread cut MobileNetV2 at
-224 px from 6.1 to 3.4 ms (p50) while the other core was free, and cost about 10% when
-another process kept that core busy; the app's target, a 2-vCPU Space, is the first case."""
+"""Interpreter threads per photo. On a 2-core machine a second thread nearly halves the
+interpreter's time per photo while the other core is free, and costs a little when another
+process keeps that core busy; the app's target, a 2-vCPU Space, is the first case. The
+measured times: README.md, "Performance", Latency."""
 
 
 def export_litert(model: keras.Model, path: Path) -> None:

@@ -6,16 +6,11 @@ space do not have that blind spot: a photo unlike every class is far from all of
 
 Features are L2-normalised first (the direction of a feature vector carries the content,
 its length mostly the contrast and size of what is in view), then scored by the squared
-distance to the nearest class mean under a shared covariance. Two covariances are offered:
-
-- ``centroid``: isotropic, i.e. plain distance to the nearest class mean;
-- ``mahalanobis``: the pooled within-class covariance, shrunk towards isotropic with the
-  Ledoit-Wolf formula, because 1280-d features from a few hundred photos give a singular
-  sample covariance.
-
-The within-class covariance has rank below the number of training photos, so the
-Mahalanobis form is stored as a few hundred principal directions instead of a 1280x1280
-precision matrix; ``centroid`` is the same formula with no directions.
+distance to the nearest class mean (``centroid``). The saved detector (``ood.npz``) also
+has room for a shared covariance in low-rank form (``components``, empty here); the
+Ledoit-Wolf Mahalanobis variant that fills it was weighed against the centroid score in
+``benchmarks/ood.py`` (``benchmarks/ood_methods.py``; results in README.md, "Out of
+distribution") and is not part of the product.
 
 The threshold comes from validation photos, which the class means never saw: training
 photos sit closer to the means than any new photo will.
@@ -29,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("centroid", "mahalanobis")
-DEFAULT_METHOD = "centroid"
-"""Picked on the parrots benchmark (benchmarks/ood.py): both reach AUROC 1.000 against the
-packaged out-of-distribution images; the centroid score flags more photos of a parrot
-species left out of training and needs no covariance estimate from a few hundred photos."""
+METHOD = "centroid"
+"""Picked on the parrots benchmark (``benchmarks/ood.py``, README.md "Out of distribution"):
+it needs no covariance estimate from a few hundred photos."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +49,7 @@ class OutlierDetector:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Squared distance to the nearest class; higher means more unlike the training photos."""
-        differences = _normalise(np.atleast_2d(features))[:, np.newaxis, :] - self.class_means[np.newaxis]
+        differences = normalise(np.atleast_2d(features))[:, np.newaxis, :] - self.class_means[np.newaxis]
         explained = ((differences @ self.components) ** 2 * self.component_weights).sum(axis=-1)
         distances = ((differences**2).sum(axis=-1) - explained) / self.isotropic_variance
         return distances.min(axis=1)
@@ -87,28 +80,30 @@ def fit_detector(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     validation_features: np.ndarray,
-    target_pass_rate: float = 0.97,
-    method: str = DEFAULT_METHOD,
+    target_pass_rate: float,
 ) -> OutlierDetector:
-    """Class means (and covariance) from training photos, threshold from validation photos.
+    """Class means from training photos, threshold from validation photos (``target_pass_rate``: see
+    :class:`bird_model.settings.RunSettings`).
 
     ``train_labels`` are class indices ``0..K-1``, the classifier's output order.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    features = _normalise(train_features)
+    return calibrated(centroid_detector(train_features, train_labels), validation_features, target_pass_rate)
+
+
+def centroid_detector(train_features: np.ndarray, train_labels: np.ndarray) -> OutlierDetector:
+    """The class means of the L2-normalised training features, not yet calibrated (threshold infinite)."""
+    features = normalise(train_features)
     labels = np.asarray(train_labels)
     if np.any(np.bincount(labels) == 0):
         raise ValueError("every class 0..K-1 needs at least one training photo to have a mean")
     means = np.stack([features[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
-    residuals = features - means[labels]
-    if method == "mahalanobis":
-        components, weights, variance, shrinkage = _shrunk_covariance(residuals)
-    else:
-        components, weights, variance, shrinkage = np.zeros((features.shape[1], 0)), np.zeros(0), 1.0, 1.0
-    uncalibrated = OutlierDetector(method, means, components, weights, variance, shrinkage, threshold=math.inf)
-    threshold = calibrate_threshold(uncalibrated.score(validation_features), target_pass_rate)
-    return replace(uncalibrated, threshold=threshold)
+    no_directions = np.zeros((features.shape[1], 0))
+    return OutlierDetector(METHOD, means, no_directions, np.zeros(0), 1.0, 1.0, threshold=math.inf)
+
+
+def calibrated(detector: OutlierDetector, validation_features: np.ndarray, target_pass_rate: float) -> OutlierDetector:
+    """``detector`` with the threshold that ``target_pass_rate`` of new in-distribution photos pass."""
+    return replace(detector, threshold=calibrate_threshold(detector.score(validation_features), target_pass_rate))
 
 
 def calibrate_threshold(scores: np.ndarray, target_pass_rate: float) -> float:
@@ -128,48 +123,6 @@ def calibrate_threshold(scores: np.ndarray, target_pass_rate: float) -> float:
     return float(ordered[rank - 1])
 
 
-def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
-    """Chance that an outlier scores above an in-distribution photo (ties count half).
-
-    The Mann-Whitney statistic from average ranks, so no scikit-learn in the product.
-    """
-    inside, outside = np.ravel(in_scores), np.ravel(out_scores)
-    _, inverse, counts = np.unique(np.concatenate([inside, outside]), return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]
-    wins = ranks[inside.size :].sum() - outside.size * (outside.size + 1) / 2
-    return float(wins / (inside.size * outside.size))
-
-
-def _normalise(features: np.ndarray) -> np.ndarray:
+def normalise(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
-
-
-def _shrunk_covariance(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """``(1 - s) S + s mu I`` in low-rank form: directions, their weights, ``s mu`` and ``s``.
-
-    With ``S = V diag(l) V^T`` the inverse is ``(I - V diag(c) V^T) / (s mu)`` where
-    ``c = (1 - s) l / ((1 - s) l + s mu)``, so only V and c need storing.
-    """
-    samples, dimensions = residuals.shape
-    shrinkage = _ledoit_wolf_shrinkage(residuals)
-    mean_variance = float((residuals**2).sum() / samples / dimensions)
-    _, singular_values, directions = np.linalg.svd(residuals, full_matrices=False)
-    eigenvalues = singular_values**2 / samples
-    keep = eigenvalues > eigenvalues.max(initial=0.0) * 1e-10
-    isotropic = max(shrinkage * mean_variance, 1e-12)
-    spread = (1 - shrinkage) * eigenvalues[keep]
-    return directions[keep].T, spread / (spread + isotropic), isotropic, shrinkage
-
-
-def _ledoit_wolf_shrinkage(residuals: np.ndarray) -> float:
-    """Ledoit & Wolf (2004) optimal weight of ``mu I`` for centred samples (as in scikit-learn)."""
-    samples, dimensions = residuals.shape
-    squared = residuals**2
-    variances = squared.sum(axis=0) / samples
-    mu = variances.sum() / dimensions
-    delta_sum = ((residuals.T @ residuals) ** 2).sum() / samples**2
-    beta_sum = (squared.T @ squared).sum()
-    beta = (beta_sum / samples - delta_sum) / (dimensions * samples)
-    delta = (delta_sum - 2 * mu * variances.sum() + dimensions * mu**2) / dimensions
-    return float(min(beta, delta) / delta) if delta > 0 else 1.0

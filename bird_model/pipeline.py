@@ -10,7 +10,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ import numpy as np
 from bird_model import artifacts
 from bird_model.card import render_model_card
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
-from bird_model.evaluation import classification_metrics, save_confusion_matrix
-from bird_model.hub import Parent
+from bird_model.evaluation import Metrics, OutlierMetrics, classification_metrics, save_confusion_matrix
 from bird_model.monitoring import compute_baseline
 from bird_model.ood import fit_detector
+from bird_model.release import Parent, compare_with_parent, print_comparison
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
 
@@ -62,19 +62,19 @@ def run_training(
     train_features, train_probabilities = batched_predict(serving, train[0])
     validation_features, validation_probabilities = batched_predict(serving, validation[0])
     # Class means from training photos, the "unknown" threshold from validation photos.
-    detector = fit_detector(train_features, train[1], validation_features)
-    metrics = {
-        "validation": classification_metrics(validation[1], validation_probabilities, dataset.classes),
-        "training": classification_metrics(train[1], train_probabilities, dataset.classes),
-        "outliers": {
-            "method": detector.method,
-            "threshold": detector.threshold,
-            "validation_pass_rate": float(np.mean(~detector.is_unknown(validation_features))),
-        },
-    }
+    detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
+    metrics = Metrics(
+        validation=classification_metrics(validation[1], validation_probabilities, dataset.classes),
+        training=classification_metrics(train[1], train_probabilities, dataset.classes),
+        outliers=OutlierMetrics(
+            method=detector.method,
+            threshold=detector.threshold,
+            validation_pass_rate=float(np.mean(~detector.is_unknown(validation_features))),
+        ),
+    )
     if parent is not None:
-        metrics["parent_comparison"] = compare_with_parent(parent, dataset, split, validation_probabilities)
-        print_comparison(metrics["parent_comparison"])
+        metrics = replace(metrics, parent_comparison=compare_with_parent(parent, dataset, split, validation_probabilities))
+        print_comparison(metrics.parent_comparison)
     config = run_config(sources, settings, dataset, split)
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
@@ -83,7 +83,7 @@ def run_training(
         export_litert(model, staging / artifacts.LITERT_FILE)
         detector.save(staging / artifacts.OOD_FILE)
         baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
-        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline)
+        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
         write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
     finally:
@@ -112,33 +112,6 @@ def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int,
             f"the ImageNet weights for MobileNetV2 could not be downloaded ({reason}); train offline with "
             "--base-weights PATH (a MobileNetV2 no-top weights file) or --base-weights none (random start)."
         ) from error
-
-
-def compare_with_parent(parent: Parent, dataset: Dataset, split: Split, validation_probabilities: np.ndarray) -> dict:
-    """Accuracy of the new model on the parent's validation photos that are in this run's validation."""
-    shared = [
-        position
-        for position, index in enumerate(split.validation)
-        if dataset.samples[index].sha256 in parent.validation_hashes
-    ]
-    truth = np.array([dataset.classes.index(dataset.samples[split.validation[p]].label) for p in shared])
-    right = validation_probabilities[shared].argmax(axis=1) == truth if shared else np.array([])
-    return {
-        "parent_commit": parent.commit,
-        "photos": len(shared),
-        "parent_photos": len(parent.validation_hashes),
-        "parent_accuracy": parent.accuracy,
-        "new_accuracy": float(right.mean()) if shared else parent.accuracy,
-    }
-
-
-def print_comparison(comparison: dict) -> None:
-    change = comparison["new_accuracy"] - comparison["parent_accuracy"]
-    print(
-        f"On {comparison['photos']} of the {comparison['parent_photos']} photos that validated the published model "
-        f"({comparison['parent_commit'][:7]}): {comparison['new_accuracy']:.2%} vs its {comparison['parent_accuracy']:.2%} "
-        f"({change:+.2%})."
-    )
 
 
 def resolve_base_weights(option: str) -> str | None:
@@ -188,15 +161,15 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
 
 
 def write_folder_documents(
-    folder: Path, config: dict, metrics: dict, histories: dict, dataset: Dataset, split: Split
+    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split
 ) -> None:
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
     artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
-    artifacts.write_json(folder / artifacts.METRICS_FILE, metrics)
+    artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
     artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
     artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
-    save_confusion_matrix(metrics["validation"]["confusion_matrix"], dataset.classes, folder / artifacts.CONFUSION_FILE)
+    save_confusion_matrix(metrics.validation.confusion_matrix, dataset.classes, folder / artifacts.CONFUSION_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
     artifacts.save_examples(folder, dataset, split)
 
@@ -215,11 +188,11 @@ def print_dataset_report(dataset: Dataset) -> None:
 
 
 def print_summary(folder: artifacts.ModelFolder, seconds: float) -> None:
-    validation = folder.metrics["validation"]
+    validation = folder.metrics.validation
     print(
-        f"Done in {seconds:.0f} s. Validation accuracy {validation['accuracy']:.2%} "
-        f"({validation['correct']}/{validation['count']}), macro F1 {validation['macro_f1']:.3f}, "
-        f"training accuracy {folder.metrics['training']['accuracy']:.2%}."
+        f"Done in {seconds:.0f} s. Validation accuracy {validation.accuracy:.2%} "
+        f"({validation.correct}/{validation.count}), macro F1 {validation.macro_f1:.3f}, "
+        f"training accuracy {folder.metrics.training.accuracy:.2%}."
     )
     print(f"Model folder: {folder.path}")
 

@@ -1,9 +1,16 @@
-"""What a training run is configured with; light to import, so options are checked before TensorFlow loads."""
+"""Every default of training and serving, in one place; light to import, so options are checked before TensorFlow loads.
+
+``train.py`` and ``app.py`` take their option defaults from these dataclasses, and README.md's
+option tables show the same values (``tests/test_settings.py`` compares them).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
+"""What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
 
 
 @dataclass(frozen=True)
@@ -25,4 +32,15 @@ class RunSettings:
     image_size: int = 224
     validation_fraction: float = 0.2
     overwrite: bool = False
+    unknown_pass_rate: float = 0.97
+    """Share of new in-distribution photos that should pass the "not one of my birds" check;
+    the unknown threshold is calibrated on the validation photos for it (:mod:`bird_model.ood`)."""
     training: TrainingOptions = field(default_factory=TrainingOptions)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    top_k: int = 3
+    """Classes shown per photo (capped at the class count)."""
+    revision: str = "main"
+    """Branch, tag or commit of a Hub model."""

@@ -28,18 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-import httpx2
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import parse_hf_uri, snapshot_download
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    HfUriError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 
+from bird_model import hub
 from bird_model.formats import SUPPORTED_EXTENSIONS
 
 KAGGLE_PREFIX = "kaggle:"
@@ -307,50 +298,20 @@ def _parse_hf(spec: str) -> _HubTarget:
     rest = spec[len(HF_PREFIX) :]
     uri_text = f"{HF_PREFIX}{rest}" if rest.startswith("//") else f"hf://datasets/{rest}"
     try:
-        uri = parse_hf_uri(uri_text)
-    except HfUriError as error:
-        raise DataSourceError(f"{spec!r} is not a valid Hub spec ({error.msg.strip()}); expected {HF_FORM}.") from error
-    if uri.type != "dataset":
-        raise DataSourceError(f"{spec!r} names a {uri.type} repo; --data takes a dataset repo: {HF_FORM}.")
-    return _HubTarget(uri.id, uri.revision, _checked_subfolder(uri.path_in_repo, spec))
+        repo_type, repo_id, revision, path_in_repo = hub.parse_dataset_uri(uri_text)
+    except ValueError as error:
+        raise DataSourceError(f"{spec!r} is not a valid Hub spec ({error}); expected {HF_FORM}.") from error
+    if repo_type != "dataset":
+        raise DataSourceError(f"{spec!r} names a {repo_type} repo; --data takes a dataset repo: {HF_FORM}.")
+    return _HubTarget(repo_id, revision, _checked_subfolder(path_in_repo, spec))
 
 
 def _download_hf(target: _HubTarget) -> Path:
-    """Fetch (or reuse the cached snapshot of) a Hub dataset repo, turning its failures into advice."""
-    revision = target.revision or hf_constants.DEFAULT_REVISION
-    where = f"{target.repo_id}@{revision}"
+    """Fetch (or reuse the cached snapshot of) a Hub dataset repo; :mod:`bird_model.hub` words its failures."""
     try:
-        return Path(snapshot_download(target.repo_id, repo_type="dataset", revision=target.revision))
-    except RevisionNotFoundError as error:
-        raise DataSourceError(
-            f"The Hub dataset {target.repo_id} has no revision {revision!r}; use a branch, tag or commit "
-            f"listed at {target.url}/commits/main."
-        ) from error
-    except GatedRepoError as error:
-        raise DataSourceError(
-            f"The Hub dataset {target.repo_id} is gated; accept its conditions at {target.url} and log in "
-            f"(hf auth login, or set HF_TOKEN)."
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise DataSourceError(
-            f"There is no dataset {target.repo_id} on the Hub at {hf_constants.ENDPOINT}; check the name at "
-            f"{target.url}, and if it is private log in (hf auth login, or set HF_TOKEN)."
-        ) from error
-    except HfHubHTTPError as error:
-        raise DataSourceError(
-            f"The Hub refused {where} (HTTP {error.response.status_code}: {_first_line(error)}); "
-            f"check HF_TOKEN and retry later."
-        ) from error
-    except LocalEntryNotFoundError as error:
-        raise DataSourceError(
-            f"Cannot reach the Hub at {hf_constants.ENDPOINT} and no complete copy of {where} is cached; check "
-            f"the network connection, proxy settings (HTTPS_PROXY), HF_ENDPOINT and HF_HUB_OFFLINE, then retry."
-        ) from error
-    except httpx2.TransportError as error:
-        raise DataSourceError(
-            f"The network failed while downloading {where} from {hf_constants.ENDPOINT} "
-            f"({type(error).__name__}: {_first_line(error)}); check the connection and proxy settings, then retry."
-        ) from error
+        return hub.download_dataset(target.repo_id, target.revision, target.url)
+    except hub.HubError as error:
+        raise DataSourceError(str(error)) from error
 
 
 # Shared helpers

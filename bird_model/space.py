@@ -25,46 +25,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import HfApi, SpaceCardData, get_token
-from huggingface_hub.repocard import metadata_load
+from huggingface_hub import HfApi
 
 from bird_model.artifacts import LITERT_FILE, METRICS_FILE
-from bird_model.hub import NO_TOKEN, HubError, explained, is_repo_id, read_published_file
-
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = Path(__file__).resolve().parent
-APP_FILE = "app.py"
-REQUIREMENTS_FILE = "requirements.txt"
-CARD_FILE = "README.md"
-SDK = "gradio"
-COMMAND = ["python", "-m", "bird_model.space"]
-
-MODEL_VARIABLE = "BIRD_MODEL"
-REVISION_VARIABLE = "BIRD_MODEL_REVISION"
-PREVIOUS_VARIABLE = "BIRD_MODEL_PREVIOUS_REVISION"
-TOKEN_SECRET = "HF_TOKEN"
-"""app.py downloads a private model with the token in HF_TOKEN; on the Space that is a secret."""
-
-TRAINING_ONLY = frozenset({"tensorflow", "keras"})
-"""Requirements the Space leaves out: it serves ``model.tflite`` on LiteRT, which imports neither."""
-
-SERVING_HEADER = (
-    "# The Space's requirements: written by `python -m bird_model.space deploy` from the project's",
-    "# requirements.txt, without tensorflow and keras. The app serves model.tflite on LiteRT, which",
-    "# imports neither; a model without model.tflite needs the full requirements.txt.",
+from bird_model.hub import HubError, explained, is_repo_id, read_published_file, require_token
+from bird_model.space_files import (
+    MODEL_VARIABLE,
+    PREVIOUS_VARIABLE,
+    REQUIREMENTS_FILE,
+    REVISION_VARIABLE,
+    ROOT,
+    SDK,
+    serving_requirements,
+    stage_serving_files,
 )
 
-SHORT_DESCRIPTION = "Names the bird species in a photo"
-"""The Hub shows it on the Space's tile; it allows 60 characters."""
+COMMAND = ["python", "-m", "bird_model.space"]
+TOKEN_SECRET = "HF_TOKEN"
+"""app.py downloads a private model with the token in HF_TOKEN; on the Space that is a secret."""
 
 
 class SpaceInputError(ValueError):
@@ -154,74 +139,10 @@ class SpaceStatus:
         return "\n".join(lines)
 
 
-# -- the serving files ------------------------------------------------------------------
-def serving_requirements(full: str) -> str:
-    """``requirements.txt`` without what only training needs.
-
-    Derived rather than kept as a second file, so every pin has one home and the Space runs
-    the versions the tests ran. The leading comment block describes the full file, so the
-    generated one gets its own.
-    """
-    lines = full.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), len(lines))
-    kept = [line for line in lines[start:] if requirement_name(line) not in TRAINING_ONLY]
-    return "\n".join([*SERVING_HEADER, *kept]) + "\n"
-
-
-def requirement_name(line: str) -> str | None:
-    """The normalised project name a requirements line installs; None for comments and options."""
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
-
-
-def pinned_version(requirements: str, name: str) -> str | None:
-    for line in requirements.splitlines():
-        if requirement_name(line) == name and "==" in line:
-            return line.split("#", 1)[0].split("==", 1)[1].strip()
-    return None
-
-
-def space_card(model_id: str, requirements: str) -> str:
-    """The Space's README: the project README's front matter, linked to the model.
-
-    The project README's front matter stays the one home of the Space's look (title, emoji,
-    colours, Python version); the SDK version is the gradio pin, so the Space's Gradio is
-    the one the tests ran; ``models`` makes the Hub link the Space and the model both ways.
-    """
-    base = metadata_load(ROOT / CARD_FILE) or {}
-    sdk_version = pinned_version(requirements, SDK) or base.get("sdk_version")
-    data = SpaceCardData(**{**base, "sdk": SDK, "sdk_version": sdk_version, "app_file": APP_FILE,
-                            "models": [model_id], "short_description": SHORT_DESCRIPTION})
-    title = data.title or "Bird species classifier"
-    return (
-        f"---\n{data.to_yaml()}\n---\n\n# {title}\n\nUpload, paste or take a photo of a bird: the app names its "
-        f"most likely species with their confidences, or says it looks like none of the species it knows. It serves "
-        f"the model [{model_id}](/{model_id}).\n\nThe revision it serves is the Space variable `{REVISION_VARIABLE}` "
-        f"(the model is `{MODEL_VARIABLE}`). Change it with `python -m bird_model.space promote` or `rollback` from "
-        "the project that deployed this Space (its README, \"Go live\"), not by editing these files.\n"
-    )
-
-
-def stage_serving_files(folder: Path, model_id: str) -> None:
-    """Write exactly what the Space needs to serve into ``folder``.
-
-    Only the package's modules go: no tests, benchmarks, notes or model files, which the
-    Space would never use and a visitor could read.
-    """
-    shutil.copy2(ROOT / APP_FILE, folder / APP_FILE)
-    (folder / PACKAGE.name).mkdir()
-    for module in sorted(PACKAGE.glob("*.py")):
-        shutil.copy2(module, folder / PACKAGE.name / module.name)
-    requirements = (ROOT / REQUIREMENTS_FILE).read_text()
-    (folder / REQUIREMENTS_FILE).write_text(serving_requirements(requirements))
-    (folder / CARD_FILE).write_text(space_card(model_id, requirements))
-
-
 # -- reading the Hub -----------------------------------------------------------------------
 def client(token: str | None, action: str) -> HfApi:
     """Every command reads or changes Space settings, which need a token: say so before any request."""
-    if not (token or get_token()):
-        raise HubError(f"{action} failed: {NO_TOKEN}")
+    require_token(token, action)
     return HfApi(token=token)
 
 

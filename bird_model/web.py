@@ -1,16 +1,31 @@
-"""The Gradio demo: a photo in, the top-k classes with their confidences out."""
+"""The Gradio demo: a photo in, the top-k classes with their confidences out; the operator's Monitoring tab."""
 
 from __future__ import annotations
 
+import math
+import tempfile
+import threading
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.components.label import LabelData
 
+from bird_model.artifacts import ModelFolder, ModelFolderError
 from bird_model.images import ImageError
 from bird_model.inference import Classifier, Prediction
-from bird_model.monitoring import FIGURE_NAMES
+from bird_model.monitoring import (
+    FIGURE_NAMES,
+    ModelIdentity,
+    build_report,
+    format_report,
+    read_baseline,
+    read_log,
+    save_figures,
+)
 
 MonitoringView = Callable[[], tuple[str, list[str | None]]]
 """The monitoring tab's content: a Markdown summary and one PNG file per ``FIGURE_NAMES``."""
@@ -81,11 +96,11 @@ def build_demo(
             on_prediction(photo, prediction)
         return answer(prediction, top_k, unknown_label, version)
 
-    accuracy = folder.metrics["validation"]["accuracy"]
+    accuracy = folder.metrics.validation.accuracy
     description = (
         f"Upload a photo of a bird. This model knows {len(classifier.classes)} classes: "
         f"{_listing(classifier.classes)}; a photo unlike all of them is called unknown.\n\n"
-        f"Validation accuracy {accuracy:.1%} on {folder.metrics['validation']['count']} photos · model {version}"
+        f"Validation accuracy {accuracy:.1%} on {folder.metrics.validation.count} photos · model {version}"
     )
     return gr.Interface(
         fn=classify,
@@ -145,3 +160,42 @@ def answer(prediction: Prediction, top_k: int, unknown_label: str, version: str)
 
 def _listing(names: list[str]) -> str:
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
+DASHBOARD_DAYS = 7
+"""The app's tab reports the last week: recent enough that a new shift is not diluted by
+months of normal traffic, and a bounded read however long the app has been serving."""
+DASHBOARD_SECONDS = 10.0
+"""The tab recomputes at most this often and shows the last result in between. Drawing and
+encoding the four figures costs about 0.4 s of CPU, which holds the interpreter lock while
+predictions wait; so even constant refreshing costs at most ~4% of the server's time."""
+
+
+class Dashboard:
+    """The app's Monitoring tab: the monitor command's report as Markdown, and its plots as PNG files."""
+
+    def __init__(self, log_folder: Path, model: ModelIdentity, folder: ModelFolder, version: str) -> None:
+        self.log_folder, self.model, self.folder, self.version = log_folder, model, folder, version
+        self._plots = Path(tempfile.mkdtemp(prefix="bird-monitoring-"))
+        self._lock = threading.Lock()
+        self._shown: tuple[str, list[str | None]] | None = None
+        self._computed_at = -math.inf
+
+    def __call__(self) -> tuple[str, list[str | None]]:
+        with self._lock:
+            if self._shown is None or time.monotonic() - self._computed_at >= DASHBOARD_SECONDS:
+                self._shown, self._computed_at = self._compute(), time.monotonic()
+            return self._shown
+
+    def _compute(self) -> tuple[str, list[str | None]]:
+        try:
+            baseline = read_baseline(self.folder)
+        except ModelFolderError as error:
+            return f"Monitoring is unavailable: {error}", [None] * len(FIGURE_NAMES)
+        since = datetime.now(timezone.utc) - timedelta(days=DASHBOARD_DAYS)
+        log = read_log(self.log_folder, self.model, baseline, since)
+        report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days")
+        names = [check.name for check in report.alarms]
+        headline = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"
+        plots: list[str | None] = [str(path) for path in save_figures(report, self._plots)]
+        return f"{headline}\n\n```text\n{format_report(report)}\n```", plots

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.folds import stratified_folds
 from bird_model import data
 from bird_model.data import (
     NEAR_DUPLICATE_BITS,
@@ -19,7 +20,6 @@ from bird_model.data import (
     _group_near_duplicates,
     load_dataset,
     split_dataset,
-    stratified_folds,
 )
 from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
 

@@ -32,7 +32,7 @@ from bird_model.monitor import main as monitor_main
 from bird_model.monitoring import (
     MAX_TIMELINE_BUCKETS,
     MIN_RECORDS,
-    Dashboard,
+    Baseline,
     LogSettings,
     ModelIdentity,
     PredictionLog,
@@ -43,9 +43,10 @@ from bird_model.monitoring import (
     psi,
     read_baseline,
     read_log,
-    start_mirror,
 )
+from bird_model.monitoring.log import start_mirror
 from bird_model.ood import fit_detector
+from bird_model.web import Dashboard
 from tests.conftest import PARROTS, QUIET_ENV, ROOT, hub_env, serving
 from tests.fakehub import FakeHub
 
@@ -118,9 +119,9 @@ def test_baseline_holds_training_classes_and_validation_histograms() -> None:
     train_features = rng.normal(size=(30, 8)) + train_labels[:, None] * 3
     validation_features = rng.normal(size=(20, 8))
     probabilities = rng.dirichlet([1, 1], size=20)
-    detector = fit_detector(train_features, train_labels, validation_features)
+    detector = fit_detector(train_features, train_labels, validation_features, 0.97)
 
-    baseline = compute_baseline(CLASSES, train_labels, probabilities, validation_features, detector)
+    baseline = compute_baseline(CLASSES, train_labels, probabilities, validation_features, detector).to_json()
 
     assert baseline["training_class_counts"] == [10, 20]
     assert baseline["confidence_edges"] == [round(0.1 * i, 1) for i in range(11)]
@@ -131,6 +132,13 @@ def test_baseline_holds_training_classes_and_validation_histograms() -> None:
     above = int(np.sum(detector.score(validation_features) > detector.threshold))
     assert baseline["expected_unknown_share"] == pytest.approx((above + 1) / 21)  # conformal: a new photo's chance
     json.dumps(baseline)
+    assert list(baseline) == [
+        "format_version", "classes", "training_class_counts", "validation_count", "confidence_edges",
+        "validation_confidence_counts", "low_confidence_threshold", "validation_low_confidence_share",
+        "unknown_threshold", "outlier_edges", "validation_outlier_counts", "validation_unknown_share",
+        "expected_unknown_share",
+    ], "baseline.json keeps its keys and their order"
+    assert Baseline.from_json(baseline).to_json() == baseline
 
 
 def test_training_saves_the_baseline_and_the_app_downloads_it(trained: Path) -> None:
@@ -139,9 +147,9 @@ def test_training_saves_the_baseline_and_the_app_downloads_it(trained: Path) -> 
     baseline = json.loads((trained / BASELINE_FILE).read_text())
     metrics = read_model_folder(trained).metrics
     assert baseline["classes"] == read_model_folder(trained).classes
-    assert baseline["validation_count"] == metrics["validation"]["count"]
-    assert baseline["unknown_threshold"] == metrics["outliers"]["threshold"]
-    assert sum(baseline["training_class_counts"]) == metrics["training"]["count"]
+    assert baseline["validation_count"] == metrics.validation.count
+    assert baseline["unknown_threshold"] == metrics.outliers.threshold
+    assert sum(baseline["training_class_counts"]) == metrics.training.count
     assert BASELINE_FILE in SERVING_PATTERNS
 
 
@@ -236,12 +244,13 @@ def test_log_is_mirrored_to_a_private_hub_dataset(fake_hub: FakeHub, tmp_path: P
     assert HfApi(endpoint=fake_hub.url, token="hf_write").dataset_info("tester/bird-log").private
 
 
-SMALL_BASELINE = {
-    "classes": CLASSES, "training_class_counts": [50, 50],
-    "confidence_edges": [0, 0.5, 1], "validation_confidence_counts": [0, 10],
-    "low_confidence_threshold": 0.5, "validation_low_confidence_share": 0.0,
-    "outlier_edges": [0, 1, 2], "validation_outlier_counts": [10, 0], "expected_unknown_share": 0.02,
-}
+SMALL_BASELINE = Baseline(
+    classes=CLASSES, training_class_counts=[50, 50], validation_count=10,
+    confidence_edges=[0, 0.5, 1], validation_confidence_counts=[0, 10],
+    low_confidence_threshold=0.5, validation_low_confidence_share=0.0,
+    unknown_threshold=1.0, outlier_edges=[0, 1, 2], validation_outlier_counts=[10, 0],
+    validation_unknown_share=0.0, expected_unknown_share=0.02,
+)
 
 
 def test_no_alarm_on_too_few_predictions(tmp_path: Path, photo: Path) -> None:

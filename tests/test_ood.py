@@ -1,4 +1,8 @@
-"""The outlier detector on synthetic features: far points are unknown, near ones pass, files round-trip."""
+"""The outlier detector on synthetic features: far points are unknown, near ones pass, files round-trip.
+
+The product's detector (centroid) and the benchmark's Mahalanobis variant
+(``benchmarks/ood_methods.py``, needs scikit-learn from requirements-bench.txt) alike.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bird_model.ood import METHODS, OutlierDetector, _normalise, auroc, calibrate_threshold, fit_detector
+from bird_model.ood import METHOD, OutlierDetector, calibrate_threshold, fit_detector, normalise
 
 DIMENSIONS = 64
 CLASSES = 3
@@ -35,15 +39,29 @@ class Clusters:
         return np.abs(centre + self.rng.normal(size=(count, DIMENSIONS)) * self.spread)
 
 
-@pytest.fixture(params=METHODS)
+@pytest.fixture(params=[METHOD, "mahalanobis"])
 def method(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+def fit(train: np.ndarray, labels: np.ndarray, validation: np.ndarray, target: float, method: str) -> OutlierDetector:
+    """The product's ``fit_detector``, or the benchmark's for the Mahalanobis variant."""
+    if method == METHOD:
+        return fit_detector(train, labels, validation, target)
+    ood_methods = pytest.importorskip("benchmarks.ood_methods", reason="scikit-learn (requirements-bench.txt)")
+    return ood_methods.fit_detector(train, labels, validation, target, method)
 
 
 def fitted(method: str, clusters: Clusters, validation_count: int = 40) -> OutlierDetector:
     train, labels = clusters.sample(150)
     validation, _ = clusters.sample(validation_count)
-    return fit_detector(train, labels, validation, target_pass_rate=0.97, method=method)
+    return fit(train, labels, validation, 0.97, method)
+
+
+def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Share of (inside, outside) pairs where the outside point scores higher, ties half."""
+    inside, outside = np.ravel(in_scores), np.ravel(out_scores)
+    return float(np.mean((outside[:, None] > inside[None]) + 0.5 * (outside[:, None] == inside[None])))
 
 
 def test_points_further_from_every_class_score_higher_and_are_unknown(method: str) -> None:
@@ -67,7 +85,7 @@ def test_new_in_distribution_points_pass_at_the_target_rate_on_average(method: s
     clusters = Clusters(seed=1)
     train, labels = clusters.sample(150)
     validation, _ = clusters.sample(40)
-    detector = fit_detector(train, labels, validation, 0.97, method)
+    detector = fit(train, labels, validation, 0.97, method)
     assert detector.threshold == calibrate_threshold(detector.score(validation), 0.97)
     unseen = detector.score(clusters.sample(1000)[0])
     thresholds = [calibrate_threshold(detector.score(clusters.sample(40)[0]), 0.97) for _ in range(200)]
@@ -97,13 +115,13 @@ def test_save_and_load_give_identical_scores(method: str, tmp_path: Path) -> Non
 def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
     clusters = Clusters()
     train, labels = clusters.sample(150)
-    detector = fit_detector(train, labels, clusters.sample(40)[0], method="mahalanobis")
-    residuals = _normalise(train) - detector.class_means[labels]
+    detector = fit(train, labels, clusters.sample(40)[0], 0.97, "mahalanobis")
+    residuals = normalise(train) - detector.class_means[labels]
     mu = (residuals**2).sum() / residuals.size
     shrinkage = detector.shrinkage
     covariance = (1 - shrinkage) * residuals.T @ residuals / len(residuals) + shrinkage * mu * np.eye(DIMENSIONS)
     points = clusters.foreign(10)
-    differences = _normalise(points)[:, np.newaxis] - detector.class_means[np.newaxis]
+    differences = normalise(points)[:, np.newaxis] - detector.class_means[np.newaxis]
     expected = np.einsum("nkp,pq,nkq->nk", differences, np.linalg.inv(covariance), differences).min(axis=1)
     assert 0.0 < shrinkage < 1.0
     np.testing.assert_allclose(detector.score(points), expected, rtol=1e-9)
@@ -112,10 +130,11 @@ def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
 def test_a_class_without_training_features_is_refused() -> None:
     features, labels = Clusters().sample(30)
     with pytest.raises(ValueError, match="every class"):
-        fit_detector(features, np.where(labels == 1, 2, labels), features)
+        fit_detector(features, np.where(labels == 1, 2, labels), features, 0.97)
 
 
 def test_auroc_of_separated_identical_and_tied_scores() -> None:
+    auroc = pytest.importorskip("benchmarks.ood_methods", reason="scikit-learn (requirements-bench.txt)").auroc
     assert auroc(np.array([0.1, 0.2, 0.3]), np.array([0.5, 0.9])) == 1.0
     assert auroc(np.array([0.5, 0.9]), np.array([0.1, 0.2, 0.3])) == 0.0
     assert auroc(np.full(7, 0.4), np.full(5, 0.4)) == 0.5

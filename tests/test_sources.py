@@ -4,7 +4,8 @@ Download-shaped folders are built in ``tmp_path`` from a few photos of the share
 dataset (symlinked, never copied into the repo). Kaggle runs the real kagglehub client against
 a stand-in HTTP server on 127.0.0.1 (see ``notes/kaggle.md`` for how its endpoint is chosen);
 the Hub runs the real huggingface_hub client against ``tests/fakehub.py`` when it is there,
-and ``snapshot_download`` is also replaced by a stub so the Hub logic is covered either way.
+and ``snapshot_download`` (called in ``bird_model.hub``) is also replaced by a stub so the Hub
+logic is covered either way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from bird_model import sources
+from bird_model import hub, sources
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.sources import DataSourceError, find_class_root, resolve_source
 from tests.conftest import point_hub_at
@@ -214,7 +215,7 @@ def test_extensions_match_case_insensitively(tmp_path: Path, photos: Photos) -> 
     ],
 )
 def test_malformed_specs_are_rejected_before_any_download(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
-    monkeypatch.setattr(sources, "snapshot_download", lambda *a, **k: pytest.fail("downloaded a malformed spec"))
+    monkeypatch.setattr(hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded a malformed spec"))
     monkeypatch.setattr(sources, "_import_kagglehub", lambda: pytest.fail("downloaded a malformed spec"))
 
     message = error_of(spec)
@@ -237,7 +238,7 @@ def test_local_file_is_not_a_folder(tmp_path: Path) -> None:
 
 def test_missing_subfolder_lists_what_is_there(tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch) -> None:
     snapshot = plant(tmp_path / "snapshots" / SHA / "Birds dataset", photos).parent
-    monkeypatch.setattr(sources, "snapshot_download", lambda *a, **k: str(snapshot))
+    monkeypatch.setattr(hub, "snapshot_download", lambda *a, **k: str(snapshot))
 
     message = error_of("hf:birders/parrots/Bird dataset")
 
@@ -454,7 +455,7 @@ def stub_hub(tmp_path: Path, photos: Photos, monkeypatch: pytest.MonkeyPatch) ->
         calls.append({"repo_id": repo_id, **kwargs})
         return str(snapshot)
 
-    monkeypatch.setattr(sources, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(hub, "snapshot_download", snapshot_download)
     return calls
 
 
@@ -507,7 +508,7 @@ def test_hf_failures_become_advice(monkeypatch: pytest.MonkeyPatch, error: Excep
     def failing(*args: Any, **kwargs: Any) -> str:
         raise error
 
-    monkeypatch.setattr(sources, "snapshot_download", failing)
+    monkeypatch.setattr(hub, "snapshot_download", failing)
 
     assert advice in error_of("hf:birders/parrots")
 

@@ -24,13 +24,14 @@ from huggingface_hub import HfApi, SpaceCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from bird_model.artifacts import read_model_folder
-from bird_model.space import main, pinned_version, requirement_name, serving_requirements
+from bird_model.space import main
+from bird_model.space_files import pinned_version, requirement_name, serving_requirements
 from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env, make_dataset, run_script
 from tests.fakehub import FakeHub
 
 SPACE = "tester/birds-demo"
 MODEL = "tester/birds"
-PACKAGE_FILES = {f"bird_model/{module.name}" for module in (ROOT / "bird_model").glob("*.py")}
+PACKAGE_FILES = {module.relative_to(ROOT).as_posix() for module in (ROOT / "bird_model").rglob("*.py")}
 SERVING_FILES = {"app.py", "README.md", "requirements.txt", *PACKAGE_FILES}
 PROMOTED = {"BIRD_MODEL": MODEL, "BIRD_MODEL_REVISION": "v2", "BIRD_MODEL_PREVIOUS_REVISION": "v1"}
 ACCURACY = {"v0": 0.8, "v1": 0.9, "v2": 0.95}

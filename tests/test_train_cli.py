@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bird_model.artifacts import read_model_folder
+from bird_model.evaluation import Metrics
 from tests.conftest import make_dataset, run_script
 
 FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "--image-size", "32")
@@ -32,7 +33,9 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     assert len(split["train"]) == 10 and all(len(row["sha256"]) == 64 for row in split["validation"])
     card = (output / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: keras" in card and "pipeline_tag: image-classification" in card
-    assert set(folder.metrics["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
+    written = json.loads((output / "metrics.json").read_text())
+    assert set(written["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
+    assert Metrics.from_json(written).to_json() == written and folder.metrics == Metrics.from_json(written)
     assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
 
 

@@ -1,0 +1,39 @@
+"""metrics.json as a typed record, and the confusion-matrix picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bird_model.evaluation import Metrics, OutlierMetrics, ParentComparison, classification_metrics, save_confusion_matrix
+
+CLASSES = ["amazon green parrot", "gray parrot", "macaw"]
+
+
+def test_metrics_keep_the_keys_of_metrics_json() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3
+    split = classification_metrics(labels, probabilities, CLASSES)
+    metrics = Metrics(split, split, OutlierMetrics("centroid", 0.5, 0.97), ParentComparison("abc", 2, 3, 1.0, 0.5))
+    document = json.loads(json.dumps(metrics.to_json()))
+
+    assert list(document) == ["validation", "training", "outliers", "parent_comparison"]
+    assert list(document["validation"]) == [
+        "accuracy", "macro_f1", "count", "correct", "per_class", "confusion_matrix",
+        "mean_confidence_correct", "mean_confidence_wrong",
+    ]
+    assert list(document["validation"]["per_class"]["macaw"]) == ["precision", "recall", "f1", "support"]
+    assert document["validation"]["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert Metrics.from_json(document) == metrics
+    assert metrics.parent_comparison.is_worse
+    assert "parent_comparison" not in Metrics(split, split).to_json()
+
+
+def test_confusion_matrix_is_a_png_with_room_for_every_class(tmp_path: Path) -> None:
+    path = tmp_path / "confusion_matrix.png"
+    save_confusion_matrix([[10, 1, 0], [2, 8, 0], [0, 0, 5]], CLASSES, path)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 400 and image.height >= 400
