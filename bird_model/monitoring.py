@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
     from matplotlib.figure import Figure
 
+    from bird_model.feedback import VisitorReports
     from bird_model.hub import FetchedModel
     from bird_model.inference import Prediction
     from bird_model.ood import OutlierDetector
@@ -317,8 +318,11 @@ def open_log(settings: LogSettings, model: ModelIdentity, classes: list[str], to
 
 
 def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | None) -> CommitScheduler:
-    """A private dataset repo (created if missing) receiving the log folder every few minutes."""
+    """A private dataset repo (created if missing) receiving the log folder every few minutes:
+    the prediction log, its images and visitors' feedback (:mod:`bird_model.feedback`)."""
     from huggingface_hub import CommitScheduler
+
+    from bird_model.feedback import MIRROR_PATTERNS
 
     return CommitScheduler(
         repo_id=repo,
@@ -327,7 +331,7 @@ def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | Non
         every=every_minutes,
         private=True,
         token=token,
-        allow_patterns=[LOG_GLOB, f"{IMAGES_DIR}/*"],
+        allow_patterns=[LOG_GLOB, f"{IMAGES_DIR}/*", *MIRROR_PATTERNS],
     )
 
 
@@ -617,14 +621,19 @@ class Report:
     unknown_share: float
     baseline_unknown_share: float
     checks: list[Check] = field(default_factory=list)
+    visitors: VisitorReports | None = None
+    """What visitors reported through the page or ``/feedback`` (None: not read)."""
 
     @property
     def alarms(self) -> list[Check]:
         return [check for check in self.checks if check.alarm]
 
 
-def build_report(log: LogSummary, baseline: Mapping[str, Any], model: str) -> Report:
-    """``baseline`` is the served model's ``baseline.json``; ``model`` names the model in the text."""
+def build_report(
+    log: LogSummary, baseline: Mapping[str, Any], model: str, visitors: VisitorReports | None = None
+) -> Report:
+    """``baseline`` is the served model's ``baseline.json``; ``model`` names the model in the text;
+    ``visitors`` adds their reported accuracy and its check."""
     classes = baseline["classes"]
     timeline, bucket = log.timeline.bars()
     report = Report(
@@ -645,8 +654,9 @@ def build_report(log: LogSummary, baseline: Mapping[str, Any], model: str) -> Re
         baseline_low_confidence_share=baseline["validation_low_confidence_share"],
         unknown_share=_rate(log.unknown, log.count),
         baseline_unknown_share=baseline["expected_unknown_share"],
+        visitors=visitors,
     )
-    return replace(report, checks=checks(report))
+    return replace(report, checks=checks(report) + ([visitors.check()] if visitors is not None else []))
 
 
 def checks(report: Report) -> list[Check]:
@@ -706,6 +716,7 @@ def format_report(report: Report) -> str:
             f"(validation {report.baseline_low_confidence_share:.1%})"
         ),
         f"Unknown answers: {report.unknown_share:.1%} (expected {report.baseline_unknown_share:.1%})",
+        *(report.visitors.lines() if report.visitors is not None else []),
         "Checks:",
         *(f"  {'ALARM' if check.alarm else 'ok':5}  {check.name}: {check.message}" for check in report.checks),
         f"{len(alarms)} alarm(s)" + (f": {', '.join(alarms)}" if alarms else ""),
@@ -771,7 +782,10 @@ class Dashboard:
             return f"Monitoring is unavailable: {error}", [None] * len(FIGURE_NAMES)
         since = datetime.now(timezone.utc) - timedelta(days=DASHBOARD_DAYS)
         log = read_log(self.log_folder, self.model, baseline, since)
-        report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days")
+        from bird_model.feedback import read_visitor_reports
+
+        visitors = read_visitor_reports(self.log_folder, self.model, self.folder, since)
+        report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days", visitors)
         names = [check.name for check in report.alarms]
         headline = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"
         plots: list[str | None] = [str(path) for path in save_figures(report, self._plots)]
