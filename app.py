@@ -12,6 +12,8 @@ Settings (options override environment variables):
   BIRD_LOG_DIR            prediction log folder (default logs/predictions)
   BIRD_LOG_IMAGES=1       also keep every uploaded photo in the log folder
   BIRD_LOG_REPO, BIRD_LOG_EVERY  mirror the log to this Hub dataset repo every N minutes (default 5)
+Visitors' corrections (the page's feedback buttons, the /feedback API) are kept in the log
+folder as BIRD_LOG_DIR/feedback/CLASS/ photos (bird_model/feedback.py) and mirrored with it.
   --monitoring / BIRD_MONITORING=1  add the Monitoring tab (off by default: it is for the operator)
   GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
 """
@@ -25,6 +27,7 @@ import sys
 from collections.abc import Mapping
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError
+from bird_model.feedback import FeedbackStore
 from bird_model.hub import HubError, fetch_model
 from bird_model.images import release_large_buffers_promptly
 from bird_model.monitoring import LogSettings, ModelIdentity, open_log
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     # through Gradio's shutdown in block_thread and then log.close().
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     demo = build_demo(
-        classifier, args.top_k, version=fetched.version(), on_prediction=log.record, delete_cache=UPLOAD_CACHE_SWEEP
+        classifier, args.top_k, version=fetched.version(), on_prediction=log.record, delete_cache=UPLOAD_CACHE_SWEEP,
+        feedback=FeedbackStore(log_settings.folder, model, classifier),
     )
     if args.monitoring:
         demo = with_monitoring(demo, Dashboard(log_settings.folder, model, folder, fetched.version()))

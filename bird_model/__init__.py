@@ -19,7 +19,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``litert``: converting to and running ``model.tflite``
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 - ``inference``: the serving-time classifier
-- ``web``: the Gradio page and API, and the operator's Monitoring tab
+- ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
+- ``feedback``: visitors' corrections: checks, storage as a folder-per-class dataset, reported accuracy
 - ``monitoring``: the prediction log, the training baseline, drift reports and plots; its
   ``__main__`` is the monitor command (``monitor``: the same command under its documented name)
 - ``space``: putting the demo live as a Hugging Face Space; promoting and rolling back the model it serves

@@ -160,10 +160,7 @@ def _resolve_local(spec: str) -> ResolvedSource:
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise DataSourceError(f"--data {spec!r} {problem}; give {SPEC_FORMS}.")
     top = folder.resolve()
-    # A folder the user points at directly may hold a single class: new photos for
-    # retraining often do, and the merged dataset is checked for two classes later.
-    holds_classes = any(_holds_images(sub) for sub in _visible_subfolders(top)) and not _holds_images(top)
-    class_root = top if holds_classes else find_class_root(top, spec)
+    class_root = top if _holds_classes(top) else find_class_root(top, spec)
     # The folder's name only: the absolute path would publish the trainer's folders and user name.
     provenance = {"type": "local", "name": top.name, "subfolder": _relative(class_root, top)}
     return ResolvedSource(spec, class_root, provenance)
@@ -280,7 +277,10 @@ def _kaggle_refusal(target: _KaggleTarget, status: int | None, *, has_credential
 def _resolve_hf(spec: str) -> ResolvedSource:
     target = _parse_hf(spec)
     download = _download_hf(target)
-    class_root = find_class_root(_enter_subfolder(download, target.subfolder, spec), spec)
+    named = _enter_subfolder(download, target.subfolder, spec)
+    # A sub-folder named in the spec counts as pointed at directly, like a local folder: the
+    # feedback folder of a mirrored prediction log (hf:OWNER/LOG/feedback) may hold one class.
+    class_root = named if target.subfolder and _holds_classes(named) else find_class_root(named, spec)
     provenance = {
         "type": "hf",
         "repo_id": target.repo_id,
@@ -358,6 +358,12 @@ def _scan(top: Path) -> tuple[list[Path], list[Path]]:
         else:
             queue.extend(subfolders)
     return class_roots, loose_image_folders
+
+
+def _holds_classes(folder: Path) -> bool:
+    """For a folder the user points at directly, which may hold a single class: new photos for
+    retraining often do, and the merged dataset is checked for two classes later."""
+    return any(_holds_images(sub) for sub in _visible_subfolders(folder)) and not _holds_images(folder)
 
 
 def _visible_subfolders(folder: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""The Gradio demo: a photo in, the top-k classes with their confidences out; the operator's Monitoring tab."""
+"""The Gradio demo: a photo in, the top-k classes with their confidences out; visitors'
+corrections back; the operator's Monitoring tab."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import gradio as gr
 from gradio.components.label import LabelData
 
 from bird_model.artifacts import ModelFolder, ModelFolderError
+from bird_model.feedback import NONE_OF_THESE, FeedbackError, FeedbackStore, read_visitor_reports
 from bird_model.images import ImageError
 from bird_model.inference import Classifier, Prediction
 from bird_model.monitoring import (
@@ -65,12 +67,50 @@ class VerdictLabel(gr.Label):
         return super().postprocess(value)
 
 
+class PhotoFeedback(gr.FlaggingCallback):
+    """Gradio's flagging, storing a flagged photo as a correction in a :class:`FeedbackStore`.
+
+    One flag button per :meth:`options` entry: "Right", one per class the store can keep, and
+    "None of these". Gradio calls :meth:`flag` with the unprocessed inputs and outputs (the
+    photo as its upload-cache file, which Gradio has checked is in its cache) and the pressed
+    button's value. Only the photo and the value are used: the outputs come from the browser,
+    so the model's answer is computed again by the store. Gradio runs flag events outside its
+    queue and turns any exception into the button reading "Error!" (and a line in the app's output).
+    """
+
+    RIGHT = "right"
+    NONE = "none"
+
+    def __init__(self, store: FeedbackStore) -> None:
+        self.store = store
+        self._reported = {self.RIGHT: None, self.NONE: NONE_OF_THESE}
+        self._reported |= {f"class {index}": name for index, name in enumerate(store.storable)}
+
+    def options(self) -> list[tuple[str, str]]:
+        """``flagging_options``: (button label, value); values are ours, never a class name, so no
+        class can be mistaken for "right"."""
+        classes = [(f"It is: {name}", f"class {index}") for index, name in enumerate(self.store.storable)]
+        return [("Right", self.RIGHT), *classes, ("None of these", self.NONE)]
+
+    def setup(self, components: Sequence[gr.components.Component], flagging_dir: str) -> None:
+        """Nothing to prepare: the store writes into the prediction log folder, not ``flagging_dir``."""
+
+    def flag(self, flag_data: list[Any], flag_option: str | None = None, username: str | None = None) -> int:
+        if flag_option not in self._reported:
+            raise FeedbackError("Unknown feedback button.")
+        photo = flag_data[0].get("path") if flag_data and isinstance(flag_data[0], dict) else None
+        reported = self._reported[flag_option]
+        self.store.report(photo, reported, via="page", right=reported is None)
+        return self.store.files
+
+
 def build_demo(
     classifier: Classifier,
     top_k: int,
     version: str,
     on_prediction: Callable[[str, Prediction], None] | None = None,
     delete_cache: tuple[int, int] | None = None,
+    feedback: FeedbackStore | None = None,
 ) -> gr.Interface:
     """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served.
 
@@ -79,7 +119,9 @@ def build_demo(
     like one of the known classes (``"verdict": "known" | "unknown"``); see README.md.
     ``on_prediction`` sees every served prediction (not refused files) before its answer
     is sent, so a caller that got an answer can count on it being recorded. ``delete_cache``
-    is Gradio's (every, older than) sweep of uploaded files.
+    is Gradio's (every, older than) sweep of uploaded files. With ``feedback``, visitors can
+    report the right class: flag buttons under the answer (:class:`PhotoFeedback`) and the API
+    endpoint ``/feedback`` (:func:`add_feedback_api`).
     """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
@@ -102,7 +144,10 @@ def build_demo(
         f"{_listing(classifier.classes)}; a photo unlike all of them is called unknown.\n\n"
         f"Validation accuracy {accuracy:.1%} on {folder.metrics.validation.count} photos · model {version}"
     )
-    return gr.Interface(
+    if feedback is not None:
+        description += f"\n\n{FEEDBACK_NOTICE}"
+    callback = PhotoFeedback(feedback) if feedback is not None else None
+    interface = gr.Interface(
         fn=classify,
         inputs=PhotoUpload(type="filepath", label="Bird photo", sources=["upload", "webcam", "clipboard"]),
         outputs=[VerdictLabel(num_top_classes=top_k, label="Prediction"), gr.JSON(label="Details")],
@@ -110,10 +155,48 @@ def build_demo(
         cache_examples=False,
         title="Bird species classifier",
         description=description,
-        flagging_mode="never",
+        flagging_mode="never" if callback is None else "manual",
+        flagging_options=None if callback is None else callback.options(),
+        flagging_callback=callback,
         api_name="predict",
         delete_cache=delete_cache,
     )
+    if feedback is not None:
+        add_feedback_api(interface, feedback)
+    return interface
+
+
+FEEDBACK_NOTICE = (
+    "**Sending feedback keeps your photo.** The buttons under the answer (Right, It is: …, None of these) "
+    "store your photo with your answer, to check and retrain the model. Don't press them for a photo you "
+    "do not want kept."
+)
+
+
+def add_feedback_api(interface: gr.Interface, store: FeedbackStore) -> None:
+    """``/feedback``: ``(photo, class name or "none of these")`` in, ``{"class": ...}`` out.
+
+    The Interface's flag buttons take no class through the API (each is an undocumented event
+    with its value fixed on the server), so API users get this event of their own, on hidden
+    components. It shares the classifier's concurrency slots, so reports cannot decode more
+    photos at once than predictions do. It answers what was stored and nothing else.
+    """
+    predict = next(fn for fn in interface.fns.values() if fn.api_name == "predict")
+
+    def report(photo: str | None, reported: str | None) -> dict[str, str]:
+        try:
+            receipt = store.report(photo, reported, via="api")
+        except (ImageError, FeedbackError) as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        return {"class": receipt.reported}
+
+    with interface:
+        photo = PhotoUpload(type="filepath", label="Bird photo", visible=False)
+        reported = gr.Textbox(label=f"Class (or {NONE_OF_THESE})", visible=False)
+        stored = gr.JSON(label="Stored", visible=False)
+        trigger = gr.Button("Send feedback", visible=False)
+        trigger.click(report, [photo, reported], stored, api_name="feedback", concurrency_id=predict.concurrency_id,
+                      show_progress="hidden")
 
 
 def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
@@ -122,7 +205,7 @@ def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
     For the operator only (app.py's ``--monitoring``): a private event is still callable
     through Gradio's queue by anyone who reads the page's config. Its events share one
     concurrency slot of their own, so at most one report is computed at a time and the
-    classifier's queue never waits for it; the API stays ``/predict`` alone.
+    classifier's queue never waits for it; the API stays ``/predict`` (and ``/feedback``).
     """
     with gr.Blocks(title="Bird species classifier", delete_cache=interface.delete_cache) as demo:
         with gr.Tabs():
@@ -194,7 +277,8 @@ class Dashboard:
             return f"Monitoring is unavailable: {error}", [None] * len(FIGURE_NAMES)
         since = datetime.now(timezone.utc) - timedelta(days=DASHBOARD_DAYS)
         log = read_log(self.log_folder, self.model, baseline, since)
-        report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days")
+        visitors = read_visitor_reports(self.log_folder, self.model, self.folder, since)
+        report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days", visitors)
         names = [check.name for check in report.alarms]
         headline = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"
         plots: list[str | None] = [str(path) for path in save_figures(report, self._plots)]

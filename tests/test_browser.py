@@ -13,8 +13,10 @@ page, is looked up page-wide.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,8 +45,13 @@ TOAST_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def app(trained: Path) -> Iterator[RunningApp]:
-    with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as running:
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser-log")
+
+
+@pytest.fixture(scope="module")
+def app(trained: Path, log_dir: Path) -> Iterator[RunningApp]:
+    with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1", "BIRD_LOG_DIR": str(log_dir)}) as running:
         yield running
 
 
@@ -202,3 +209,25 @@ def test_monitoring_tab_shows_the_report_and_its_plots(
         width = plots.nth(index).evaluate("image => image.complete ? image.naturalWidth : 0")
         assert width > 100, f"plot {index} did not load"
     screenshot(page, tmp_path, "monitoring.png")
+
+
+def test_feedback_button_keeps_the_photo_under_the_chosen_class(
+    page: Page, app: RunningApp, trained: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    """Gradio's own flag buttons, with our callback: the page says the photo is kept, and it is."""
+    folder = read_model_folder(trained)
+    photo, chosen = folder.examples()[0], folder.classes[-1]
+    panel = open_classifier(page, app.url)
+    sync_api.expect(panel.get_by_text("Sending feedback keeps your photo")).to_be_visible()
+    set_photo(panel, photo)
+    click(panel, "Submit")
+    sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
+    click(panel, f"It is: {chosen}")
+    stored = log_dir / "feedback" / chosen / f"{hashlib.sha256(photo.read_bytes()).hexdigest()}.jpg"
+    deadline = time.monotonic() + TOAST_MS / 1000
+    while not stored.is_file():
+        assert time.monotonic() < deadline, f"{stored} not written; the app says:\n{app.log()}"
+        time.sleep(0.1)
+    assert stored.read_bytes() == photo.read_bytes()
+    sync_api.expect(panel.get_by_role("button", name=f"It is: {chosen}", exact=True)).to_be_enabled()
+    screenshot(page, tmp_path, "feedback.png")

@@ -418,7 +418,7 @@ def test_the_log_reaches_the_mirror_when_the_app_stops(simulation: Simulation) -
     assert simulation.mirrored == local
 
 
-def test_monitoring_tab_shows_the_report_and_the_api_stays_predict(simulation: Simulation) -> None:
+def test_monitoring_tab_shows_the_report_and_adds_no_endpoint(simulation: Simulation) -> None:
     folder = read_model_folder(simulation.model)
     view = Dashboard(simulation.log_dir, ModelIdentity(path=str(folder.path.resolve())), folder, "v")
     summary, plots = view()
@@ -434,4 +434,4 @@ def test_monitoring_tab_shows_the_report_and_the_api_stays_predict(simulation: S
     assert "Predictions: 400" in summary
     assert [Path(plot).name for plot in plots] == ["requests.png", "classes.png", "confidence.png", "outlier_score.png"]
     assert view() == (summary, plots), "a refresh within seconds recomputes nothing"
-    assert simulation.endpoints == ["/predict"]
+    assert simulation.endpoints == ["/feedback", "/predict"]

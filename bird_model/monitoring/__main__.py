@@ -4,7 +4,8 @@
     python -m bird_model.monitor --log-dir logs/predictions --model OWNER/birds --revision v1 \\
         --since 2025-06-01 --plots monitoring/
 
-Only the log's records of that model (that Hub commit, or that local folder) are read.
+Only the log's records of that model (that Hub commit, or that local folder) are read, with
+visitors' feedback on it (feedback-*.jsonl in the same folder).
 Exit status: 0 no alarm (or too few predictions to judge), 1 at least one alarm,
 2 bad input (log folder, model, baseline or --since). Alarms and thresholds: README.md,
 "Monitoring".
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bird_model.artifacts import ModelFolderError
+from bird_model.feedback import read_visitor_reports
 from bird_model.hub import HubError, fetch_model
 from bird_model.monitoring.baseline import read_baseline
 from bird_model.monitoring.log import ModelIdentity
@@ -56,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN") or None)
         baseline = read_baseline(fetched.folder)
         log = read_log(args.log_dir, ModelIdentity.of(fetched), baseline, args.since)
+        visitors = read_visitor_reports(args.log_dir, ModelIdentity.of(fetched), fetched.folder, args.since)
     except (HubError, ModelFolderError, FileNotFoundError) as error:
         print(f"monitor: error: {error}", file=sys.stderr)
         return 2
-    report = build_report(log, baseline, fetched.version())
+    report = build_report(log, baseline, fetched.version(), visitors)
     print(format_report(report))
     if args.plots:
         print("Plots: " + ", ".join(str(path) for path in save_figures(report, args.plots)))

@@ -250,7 +250,10 @@ def open_log(settings: LogSettings, model: ModelIdentity, classes: list[str], to
 
 
 def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | None) -> CommitScheduler:
-    """A private dataset repo (created if missing) receiving the log files and photos every few minutes."""
+    """A private dataset repo (created if missing) receiving the log folder every few minutes:
+    the prediction log, its images and visitors' feedback (:mod:`bird_model.feedback`)."""
     from bird_model import hub
+    from bird_model.feedback import MIRROR_PATTERNS
 
-    return hub.start_mirror(repo, folder, every_minutes, token, patterns=[LOG_GLOB, f"{IMAGES_DIR}/*"])
+    return hub.start_mirror(repo, folder, every_minutes, token,
+                            patterns=[LOG_GLOB, f"{IMAGES_DIR}/*", *MIRROR_PATTERNS])

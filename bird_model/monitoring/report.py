@@ -10,11 +10,15 @@ import itertools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bird_model.monitoring.baseline import Baseline
 from bird_model.monitoring.reading import LogSummary
+
+if TYPE_CHECKING:
+    from bird_model.feedback import VisitorReports
 
 MIN_RECORDS = 50
 RECORDS_PER_CLASS = 10
@@ -100,6 +104,8 @@ class Report:
     unknown_share: float
     baseline_unknown_share: float
     checks: list[Check] = field(default_factory=list)
+    visitors: VisitorReports | None = None
+    """What visitors reported through the page or ``/feedback`` (None: not read)."""
 
     @property
     def alarms(self) -> list[Check]:
@@ -113,8 +119,11 @@ class Check:
     message: str
 
 
-def build_report(log: LogSummary, baseline: Baseline, model: str) -> Report:
-    """``baseline`` is the served model's; ``model`` names the model in the text."""
+def build_report(
+    log: LogSummary, baseline: Baseline, model: str, visitors: VisitorReports | None = None
+) -> Report:
+    """``baseline`` is the served model's; ``model`` names the model in the text; ``visitors``
+    adds their reported accuracy and its check."""
     classes = baseline.classes
     timeline, bucket = log.timeline.bars()
     report = Report(
@@ -135,8 +144,9 @@ def build_report(log: LogSummary, baseline: Baseline, model: str) -> Report:
         baseline_low_confidence_share=baseline.validation_low_confidence_share,
         unknown_share=_rate(log.unknown, log.count),
         baseline_unknown_share=baseline.expected_unknown_share,
+        visitors=visitors,
     )
-    return replace(report, checks=checks(report))
+    return replace(report, checks=checks(report) + ([visitors.check()] if visitors is not None else []))
 
 
 def checks(report: Report) -> list[Check]:
@@ -196,6 +206,7 @@ def format_report(report: Report) -> str:
             f"(validation {report.baseline_low_confidence_share:.1%})"
         ),
         f"Unknown answers: {report.unknown_share:.1%} (expected {report.baseline_unknown_share:.1%})",
+        *(report.visitors.lines() if report.visitors is not None else []),
         "Checks:",
         *(f"  {'ALARM' if check.alarm else 'ok':5}  {check.name}: {check.message}" for check in report.checks),
         f"{len(alarms)} alarm(s)" + (f": {', '.join(alarms)}" if alarms else ""),

@@ -1,0 +1,333 @@
+"""Visitors' corrections: sent through the API, stored as feedback/CLASS/, mirrored, trained on and reported.
+
+The served part runs app.py as a real process with its log mirrored to the stand-in Hub, and
+reports through gradio_client as an API user would; what the tiny test model answers for a
+photo varies by run, so no test depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from bird_model.artifacts import ModelFolder, read_model_folder
+from bird_model.feedback import (
+    FEEDBACK_DIR,
+    NONE_DIR,
+    NONE_OF_THESE,
+    VISITOR_ACCURACY_MARGIN,
+    VISITOR_MIN_REPORTS,
+    FeedbackError,
+    FeedbackStore,
+    folder_name_problem,
+    read_visitor_reports,
+)
+from bird_model.images import load_rgb
+from bird_model.inference import Prediction
+from bird_model.monitoring import ModelIdentity, build_report, format_report, read_log
+from bird_model.sources import resolve_source
+from tests.conftest import PARROTS, hub_env, run_script, serving
+from tests.fakehub import FakeHub
+from tests.test_app import bad_files
+from tests.test_monitoring import SMALL_BASELINE, run_monitor
+
+FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def records(folder: Path) -> list[dict]:
+    paths = sorted(folder.glob("feedback-*.jsonl"))
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+
+
+# -- the served app ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    model: Path
+    log_dir: Path
+    photo: Path
+    """A macaw photo outside ``parrot_subset`` (its first six per class), reported as macaw."""
+    other: Path
+    """An image of no bird, reported as "none of these"."""
+    answers: list[dict]
+    refusals: dict[str, str]
+    endpoints: list[str]
+    page: str
+    mirrored: dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def served(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    root = tmp_path_factory.mktemp("feedback")
+    log_dir = root / "log"
+    photo = sorted((PARROTS / "macaw").iterdir())[-1]
+    other = root / "noise.png"
+    Image.effect_noise((120, 90), 70).convert("RGB").save(other)
+    with FakeHub() as hub:
+        env = {"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), **hub_env(hub, root / "hf-home"),
+               "BIRD_LOG_REPO": "tester/bird-log", "BIRD_LOG_EVERY": "60"}
+        with serving(env) as app:
+            client = Client(app.url, verbose=False)
+            api = client.view_api(return_format="dict", print_info=False)
+            client.predict(handle_file(str(photo)), api_name="/predict")  # a visitor reports on an answer
+            answers = [
+                client.predict(handle_file(str(photo)), "macaw", api_name="/feedback"),
+                client.predict(handle_file(str(photo)), "macaw", api_name="/feedback"),  # twice: stored once
+                client.predict(handle_file(str(other)), NONE_OF_THESE, api_name="/feedback"),
+            ]
+            refusals = {}
+            for name, choice in (("not a class of the model", "dodo"), ("a path", "../macaw"),
+                                 ("a path inside", "macaw/../../x"), ("empty", ""), ("the page's value", "right")):
+                with pytest.raises(AppError) as raised:
+                    client.predict(handle_file(str(photo)), choice, api_name="/feedback")
+                refusals[name] = str(raised.value)
+            for name, (path, message) in bad_files(root / "bad").items():
+                with pytest.raises(AppError) as raised:
+                    client.predict(handle_file(str(path)), "macaw", api_name="/feedback")
+                refusals[name] = str(raised.value)
+                assert message in refusals[name], f"{name}: got {raised.value}"
+            page = urllib_get(app.url + "config")
+        mirrored = hub.files("tester/bird-log", repo_type="dataset")
+    return Served(trained, log_dir, photo, other, answers, refusals, sorted(api["named_endpoints"]), page, mirrored)
+
+
+def urllib_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def test_a_correction_through_the_api_is_stored_under_its_class(served: Served) -> None:
+    assert served.answers == [{"class": "macaw"}, {"class": "macaw"}, {"class": NONE_OF_THESE}]
+    stored = served.log_dir / FEEDBACK_DIR / "macaw" / f"{sha256(served.photo)}.jpg"
+    assert stored.read_bytes() == served.photo.read_bytes()
+    assert [path.name for path in (served.log_dir / FEEDBACK_DIR).rglob("*") if path.is_file()] == [stored.name]
+    unknown = served.log_dir / NONE_DIR / f"{sha256(served.other)}.png"
+    assert unknown.read_bytes() == served.other.read_bytes()
+
+    macaw, none = records(served.log_dir)  # the repeated report is stored and counted once
+    classes = read_model_folder(served.model).classes
+    assert macaw["reported"] == "macaw" and macaw["answer"] in classes and macaw["via"] == "api"
+    assert macaw["image"] == f"{FEEDBACK_DIR}/macaw/{stored.name}" and macaw["sha256"] == sha256(served.photo)
+    assert macaw["model_path"] == str(served.model.resolve()) and macaw["format"] == "JPEG"
+    assert none["reported"] == NONE_OF_THESE and none["image"] == f"{NONE_DIR}/{unknown.name}"
+    assert served.photo.name not in json.dumps([macaw, none]), "the visitor's file name is never kept"
+
+
+def test_refused_reports_say_why_and_store_nothing(served: Served) -> None:
+    for name in ("not a class of the model", "a path", "a path inside", "empty", "the page's value"):
+        assert "Unknown class: choose one of 'amazon green parrot'" in served.refusals[name], name
+        assert "or 'none of these'" in served.refusals[name]
+    assert "dodo" not in served.refusals["not a class of the model"], "a stranger's text is not echoed"
+    stored = sorted(path.relative_to(served.log_dir).as_posix() for path in served.log_dir.rglob("*") if path.is_file())
+    assert [path for path in stored if not path.startswith("predictions-")] == sorted([
+        f"{NONE_DIR}/{sha256(served.other)}.png",
+        f"{FEEDBACK_DIR}/macaw/{sha256(served.photo)}.jpg",
+        *[path.name for path in served.log_dir.glob("feedback-*.jsonl")],
+    ])
+
+
+def test_the_page_says_feedback_keeps_the_photo_and_the_api_has_two_endpoints(served: Served) -> None:
+    assert served.endpoints == ["/feedback", "/predict"]
+    assert "Sending feedback keeps your photo" in served.page
+    for button in ("Right", "None of these", *(f"It is: {name}" for name in read_model_folder(served.model).classes)):
+        assert f'"{button}"' in served.page, button
+
+
+def test_feedback_reaches_the_hub_mirror(served: Served) -> None:
+    local = {path.relative_to(served.log_dir).as_posix(): path.read_bytes()
+             for path in served.log_dir.rglob("*") if path.is_file()}
+    feedback = {name: data for name, data in local.items() if name.startswith("feedback")}
+    assert len(feedback) == 3
+    assert {name: served.mirrored.get(name) for name in feedback} == feedback
+
+
+def test_train_py_trains_on_the_corrections_merged(served: Served, parrot_subset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_script("train.py", "--data", parrot_subset, "--data", served.log_dir / FEEDBACK_DIR,
+                        "--output", run, *FAST)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["classes"] == read_model_folder(served.model).classes, "'none of these' is no class"
+    split = json.loads((run / "split.json").read_text())
+    used = [row for rows in split.values() for row in rows if row["source"] == 1]
+    assert used == [{"source": 1, "path": f"macaw/{sha256(served.photo)}.jpg", "label": "macaw",
+                     "sha256": sha256(served.photo)}]
+    assert [row for row in json.loads((run / "dataset_report.json").read_text())["skipped"] if row["source"] == 1] == []
+
+
+def test_the_monitor_command_shows_visitor_reports(served: Served) -> None:
+    report = run_monitor("--log-dir", served.log_dir, "--model", served.model)
+    assert report.returncode in (0, 1), report.stderr
+    assert "Visitor reports: 2 (right " in report.stdout
+    assert "none of these 1); accuracy " in report.stdout
+    assert "visitor accuracy: 1 reports naming a class; the check needs at least 30." in report.stdout
+
+
+# -- the Hub copy as a training source ----------------------------------------------------------
+
+
+def test_the_mirrored_feedback_folder_is_a_hub_data_source(fake_hub: FakeHub, tmp_path: Path) -> None:
+    """``hf:OWNER/LOG/feedback`` names the feedback folder directly, so one class is enough."""
+    repo = tmp_path / "log"
+    photo = repo / FEEDBACK_DIR / "macaw" / "a.png"
+    photo.parent.mkdir(parents=True)
+    Image.new("RGB", (20, 20), "red").save(photo)
+    (repo / NONE_DIR).mkdir()
+    Image.new("RGB", (20, 20), "blue").save(repo / NONE_DIR / "b.png")
+    (repo / "predictions-2025-06-01.jsonl").write_text("{}\n")
+    fake_hub.seed_repo("tester/bird-log", repo, repo_type="dataset")
+
+    resolved = resolve_source("hf:tester/bird-log/feedback")
+
+    assert resolved.provenance["subfolder"] == "feedback"
+    assert sorted(path.name for path in resolved.path.iterdir()) == ["macaw"]
+
+
+# -- the store and the page's buttons, in process ----------------------------------------------
+
+
+class StubClassifier:
+    """Our decoder, then a fixed answer: the store's checks without a model."""
+
+    classes = ["macaw", "gray parrot", "odd/name"]
+
+    def __init__(self, unknown: bool = False) -> None:
+        self.unknown = unknown
+
+    def classify(self, photo: bytes) -> Prediction:
+        load_rgb(photo, 32)
+        return Prediction({"gray parrot": 0.7, "macaw": 0.2, "odd/name": 0.1}, outlier_score=0.5, unknown=self.unknown)
+
+
+def picture(path: Path, colour: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), colour).save(path)
+    return path
+
+
+def test_class_names_become_folders_only_as_they_are() -> None:
+    for bad in ("", ".", "..", "a/b", "a\\b", "a\x00b", ".hidden", "x" * 300):
+        assert folder_name_problem(bad) is not None, bad
+    for good in ("macaw", "gray parrot", "Ara ararauna (blue-and-yellow)", "попугай", "none of these?"):
+        assert folder_name_problem(good) is None, good
+
+
+def test_store_refuses_unstorable_classes_and_caps_what_it_keeps(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), StubClassifier(), max_files=2)
+    assert store.storable == ["macaw", "gray parrot"]
+    with pytest.raises(FeedbackError, match="'odd/name' cannot be stored: it holds a path separator"):
+        store.report(picture(tmp_path / "a.png", "red"), "odd/name", via="api")
+    with pytest.raises(FeedbackError, match="No photo received"):
+        store.report(None, "macaw", via="api")
+
+    first = store.report(picture(tmp_path / "a.png", "red"), "macaw", via="api")
+    assert first.new and first.image == f"feedback/macaw/{sha256(tmp_path / 'a.png')}.png"
+    assert not store.report(tmp_path / "a.png", "macaw", via="api").new
+    assert store.report(tmp_path / "a.png", "gray parrot", via="api").new  # another class: another report
+    with pytest.raises(FeedbackError, match="stored all the feedback it may until it restarts"):
+        store.report(picture(tmp_path / "b.png", "green"), "macaw", via="api")
+    assert store.report(tmp_path / "a.png", "macaw", via="api").image == first.image  # a repeat still answers
+    assert len(records(tmp_path / "log")) == 2
+    assert not list((tmp_path / "log").rglob(".feedback-incoming-*"))
+
+
+def test_page_buttons_store_the_photo_as_the_visitor_says(tmp_path: Path) -> None:
+    from bird_model.web import PhotoFeedback
+
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), StubClassifier())
+    buttons = PhotoFeedback(store)
+    options = dict(buttons.options())
+    assert list(options) == ["Right", "It is: macaw", "It is: gray parrot", "None of these"]
+    outputs = [{"label": "forged"}, {"label": "forged"}]  # what the browser sends back is not trusted
+
+    def press(label: str, photo: Path) -> None:
+        buttons.flag([{"path": str(photo), "meta": {"_type": "gradio.FileData"}}, *outputs], options[label])
+
+    press("Right", picture(tmp_path / "1.png", "red"))
+    press("It is: macaw", picture(tmp_path / "2.png", "green"))
+    press("None of these", picture(tmp_path / "3.png", "blue"))
+    assert [(r["reported"], r["answer"], r["via"]) for r in records(tmp_path / "log")] == [
+        ("gray parrot", "gray parrot", "page"), ("macaw", "gray parrot", "page"), (NONE_OF_THESE, "gray parrot", "page")
+    ]
+    with pytest.raises(FeedbackError, match="No photo received"):
+        buttons.flag([None, *outputs], options["Right"])
+    with pytest.raises(FeedbackError):
+        buttons.flag([{"path": str(tmp_path / "1.png")}, *outputs], "class 7")
+
+    unknown = FeedbackStore(tmp_path / "log2", ModelIdentity(path="/m"), StubClassifier(unknown=True))
+    PhotoFeedback(unknown).flag([{"path": str(tmp_path / "1.png")}, *outputs], options["Right"])
+    assert records(tmp_path / "log2")[0]["reported"] == NONE_OF_THESE, "'Right' agrees with the unknown verdict"
+
+
+# -- visitor-reported accuracy in the report ----------------------------------------------------
+
+
+MODEL = ModelIdentity(path="/models/birds")
+FOLDER = ModelFolder(Path("/models/birds"), ["macaw", "gray parrot"], {}, {"validation": {"accuracy": 0.95}})
+
+
+def write_reports(folder: Path, reports: list[tuple[str, str]], model: ModelIdentity = MODEL,
+                  when: datetime | None = None) -> None:
+    """(visitor's class, model's top class) pairs as feedback records of one day."""
+    when = when or datetime.now(timezone.utc)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"feedback-{when:%Y-%m-%d}.jsonl").open("a") as log:
+        for reported, answer in reports:
+            record = {"time": when.isoformat(), **model.fields(), "reported": reported, "answer": answer,
+                      "unknown": reported == NONE_OF_THESE}
+            log.write(json.dumps(record) + "\n")
+
+
+def report_text(folder: Path, since: datetime | None = None) -> tuple[str, list[str]]:
+    visitors = read_visitor_reports(folder, MODEL, FOLDER, since)
+    report = build_report(read_log(folder, MODEL, SMALL_BASELINE), SMALL_BASELINE, "test model", visitors)
+    return format_report(report), [check.name for check in report.alarms]
+
+
+def test_report_shows_visitor_accuracy_per_class(tmp_path: Path) -> None:
+    write_reports(tmp_path, [("macaw", "macaw")] * 3 + [("macaw", "gray parrot")] + [("gray parrot", "gray parrot")]
+                  + [(NONE_OF_THESE, "macaw")] * 2)
+    write_reports(tmp_path, [("macaw", "gray parrot")] * 5, model=ModelIdentity(path="/another/model"))
+    (tmp_path / "feedback-2025-01-01.jsonl").write_text('{"cut": \n')
+
+    text, alarms = report_text(tmp_path)
+
+    assert "Visitor reports: 7 (right 4, wrong 1, none of these 2); accuracy 80.0% vs validation 95.0%" in text
+    assert "  macaw              4 reports  right     3  wrong     1" in text
+    assert "  gray parrot        1 reports  right     1  wrong     0" in text
+    assert "  none of these      2 reports  the model had said unknown for 2" in text
+    assert "visitor accuracy: 5 reports naming a class; the check needs at least 30." in text
+    assert alarms == []
+    since = datetime.now(timezone.utc) + timedelta(days=1)
+    assert "Visitor reports: 0 (right 0, wrong 0, none of these 0); accuracy n/a" in report_text(tmp_path, since)[0]
+
+
+def test_visitor_accuracy_alarms_well_below_validation_on_enough_reports(tmp_path: Path) -> None:
+    assert VISITOR_MIN_REPORTS == 30 and VISITOR_ACCURACY_MARGIN == 0.15  # the README's figures
+    wrong = 11  # 63.3% right, under 95% - 15 points
+    write_reports(tmp_path / "few", [("macaw", "gray parrot")] * (VISITOR_MIN_REPORTS - 1))
+    right = VISITOR_MIN_REPORTS - wrong
+    write_reports(tmp_path / "low", [("macaw", "gray parrot")] * wrong + [("macaw", "macaw")] * right)
+    write_reports(tmp_path / "fine", [("macaw", "gray parrot")] * 3 + [("macaw", "macaw")] * (VISITOR_MIN_REPORTS - 3))
+
+    assert report_text(tmp_path / "few")[1] == []
+    text, alarms = report_text(tmp_path / "low")
+    assert alarms == ["visitor accuracy"]
+    assert "ALARM  visitor accuracy: 63.3% on 30 reports vs validation 95.0% (alarm under 80.0%" in text
+    assert report_text(tmp_path / "fine")[1] == []
