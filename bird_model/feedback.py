@@ -338,7 +338,7 @@ def read_visitor_reports(
 ) -> VisitorReports:
     """Count ``model``'s feedback records in the log ``folder``, a line at a time, beside the
     validation accuracy of ``model_folder`` (the served model's). No record is no error."""
-    reports = VisitorReports(model_folder.classes, float(model_folder.metrics["validation"]["accuracy"]))
+    reports = VisitorReports(model_folder.classes, model_folder.metrics.validation.accuracy)
     first_day = since.astimezone(timezone.utc).date().isoformat() if since else ""
     for path in sorted(folder.glob(RECORD_GLOB)):
         if path.stem.removeprefix("feedback-") < first_day:

@@ -20,6 +20,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from bird_model.artifacts import ModelFolder, read_model_folder
+from bird_model.evaluation import Metrics, SplitMetrics
 from bird_model.feedback import (
     FEEDBACK_DIR,
     NONE_DIR,
@@ -279,7 +280,9 @@ def test_page_buttons_store_the_photo_as_the_visitor_says(tmp_path: Path) -> Non
 
 
 MODEL = ModelIdentity(path="/models/birds")
-FOLDER = ModelFolder(Path("/models/birds"), ["macaw", "gray parrot"], {}, {"validation": {"accuracy": 0.95}})
+SPLIT = SplitMetrics(accuracy=0.95, macro_f1=0.95, count=20, correct=19, per_class={}, confusion_matrix=[],
+                     mean_confidence_correct=None, mean_confidence_wrong=None)
+FOLDER = ModelFolder(Path("/models/birds"), ["macaw", "gray parrot"], {}, Metrics(validation=SPLIT, training=SPLIT))
 
 
 def write_reports(folder: Path, reports: list[tuple[str, str]], model: ModelIdentity = MODEL,
