@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from bird_model.formats import extension_for
 from bird_model.images import read_header
 from bird_model.monitoring.log import ModelIdentity
-from bird_model.monitoring.reading import parse_time
+from bird_model.monitoring.reading import daily_lines, parse_time
 from bird_model.monitoring.report import Check
 
 if TYPE_CHECKING:
@@ -339,22 +339,17 @@ def read_visitor_reports(
     """Count ``model``'s feedback records in the log ``folder``, a line at a time, beside the
     validation accuracy of ``model_folder`` (the served model's). No record is no error."""
     reports = VisitorReports(model_folder.classes, model_folder.metrics.validation.accuracy)
-    first_day = since.astimezone(timezone.utc).date().isoformat() if since else ""
-    for path in sorted(folder.glob(RECORD_GLOB)):
-        if path.stem.removeprefix("feedback-") < first_day:
+    for line in daily_lines(folder, RECORD_GLOB, since):
+        try:
+            record = json.loads(line)
+            moment = parse_time(record["time"])
+        except (ValueError, KeyError, TypeError):
+            record, moment = None, None
+        if record is None or not all(isinstance(record.get(key), str) for key in ("reported", "answer")):
+            reports.unreadable += 1
             continue
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                try:
-                    record = json.loads(line)
-                    moment = parse_time(record["time"])
-                except (ValueError, KeyError, TypeError):
-                    record, moment = None, None
-                if record is None or not all(isinstance(record.get(key), str) for key in ("reported", "answer")):
-                    reports.unreadable += 1
-                    continue
-                if not model.matches(record):
-                    reports.other_models += 1
-                elif since is None or moment >= since:
-                    reports.add(record)
+        if not model.matches(record):
+            reports.other_models += 1
+        elif since is None or moment >= since:
+            reports.add(record)
     return reports

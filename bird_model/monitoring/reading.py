@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -117,20 +117,26 @@ def read_log(
     summary = LogSummary(
         classes, baseline.confidence_edges, baseline.outlier_edges, baseline.low_confidence_threshold
     )
-    first_day = since.astimezone(timezone.utc).date().isoformat() if since else ""
-    for path in sorted(folder.glob(LOG_GLOB)):
-        if path.stem.removeprefix("predictions-") < first_day:
-            continue
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                record = _parse(line)
-                if record is None:
-                    summary.unreadable += 1
-                elif not model.matches(record) or len(record["probabilities"]) != len(classes):
-                    summary.other_models += 1
-                elif since is None or record["time"] >= since:
-                    summary.add(record)
+    for line in daily_lines(folder, LOG_GLOB, since):
+        record = _parse(line)
+        if record is None:
+            summary.unreadable += 1
+        elif not model.matches(record) or len(record["probabilities"]) != len(classes):
+            summary.other_models += 1
+        elif since is None or record["time"] >= since:
+            summary.add(record)
     return summary
+
+
+def daily_lines(folder: Path, pattern: str, since: datetime | None = None) -> Iterator[str]:
+    """The lines of ``folder``'s daily files (``PREFIX-YYYY-MM-DD.jsonl`` matching ``pattern``),
+    oldest day first, one at a time; files of days before ``since`` are not opened."""
+    first_day = since.astimezone(timezone.utc).date().isoformat() if since else ""
+    prefix = pattern.split("*", 1)[0]
+    for path in sorted(folder.glob(pattern)):
+        if path.stem.removeprefix(prefix) >= first_day:
+            with path.open(encoding="utf-8", errors="replace") as lines:
+                yield from lines
 
 
 def _parse(line: str) -> dict[str, Any] | None:
