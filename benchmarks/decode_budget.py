@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hostile import corrupt_avif, many_scans, striped
+from benchmarks.load import _corrupt_avif, _many_scans, _striped
 from benchmarks.machine import describe_machine
 from bird_model.images import MAX_JPEG_SCANS
 
@@ -60,17 +60,17 @@ def encoded(image: Image.Image, format_: str, **options: object) -> bytes:
 def cases() -> dict[str, bytes]:
     return {
         "JPEG 7000x7000, quality 95, baseline": encoded(noise("RGB"), "JPEG", quality=95),
-        f"JPEG 7000x7000, progressive, {MAX_JPEG_SCANS} scans": many_scans(MAX_JPEG_SCANS),
-        "JPEG 7000x7000, 20,000 scans (refused)": many_scans(20_000),
+        f"JPEG 7000x7000, progressive, {MAX_JPEG_SCANS} scans": _many_scans(MAX_JPEG_SCANS),
+        "JPEG 7000x7000, 20,000 scans (refused)": _many_scans(20_000),
         "PNG 7000x7000 RGBA": encoded(noise("RGBA"), "PNG"),
-        "PNG 7000x7000 16-bit gray": encoded(striped("I;16"), "PNG", optimize=True),
-        "PNG 7000x7000 palette + transparency": encoded(striped("P"), "PNG", optimize=True, transparency=0),
+        "PNG 7000x7000 16-bit gray": encoded(_striped("I;16"), "PNG", optimize=True),
+        "PNG 7000x7000 palette + transparency": encoded(_striped("P"), "PNG", optimize=True, transparency=0),
         "PNG 7000x7000 1-bit": encoded(noise("L").convert("1"), "PNG"),
         "WebP 7000x7000 lossless (refused: over 16 MP)": encoded(noise("RGB"), "WEBP", lossless=True),
         "WebP 4000x4000 lossless": encoded(noise("RGB", 4000), "WEBP", lossless=True),
         "BMP 7000x7000 8-bit RLE": encoded(noise("L", scale=100).convert("P"), "BMP", compression=1),
         "GIF 7000x7000": encoded(noise("L").convert("P"), "GIF"),
-        "AVIF, corrupt (refused)": corrupt_avif(),
+        "AVIF, corrupt (refused)": _corrupt_avif(),
     }
 
 

@@ -21,6 +21,7 @@ app.py's own setting); Gradio's defaults are ``--concurrency 1 --max-size none``
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import os
 import queue
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
 
+import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -43,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app
-from benchmarks.hostile import corrupt_avif, many_scans, striped
 from benchmarks.cold_start import _wait_until_answering, free_port
 from benchmarks.machine import describe_machine
 from bird_model.formats import SUPPORTED_EXTENSIONS
@@ -173,12 +174,41 @@ def make_files(photos: list[Path], folder: Path) -> dict[str, list[Path]]:
         "5x5 PNG": [_saved(Image.new("RGB", (5, 5), (0, 128, 0)), folder / "tiny.png")],
         # 144 megapixels of zeros compress to a few hundred KB: a decompression bomb.
         "decompression bomb": [_saved(Image.new("L", (12000, 12000)), folder / "bomb.png", optimize=True)],
-        GRAY16_PNG: [_saved(striped("I;16"), folder / "gray16.png", optimize=True)],
-        PALETTE_PNG: [_saved(striped("P"), folder / "palette.png", optimize=True, transparency=0)],
-        "20,000-scan JPEG": [_write(folder / "scans.jpg", many_scans(20_000))],
-        "corrupt AVIF": [_write(folder / "corrupt.avif", corrupt_avif())],
+        GRAY16_PNG: [_saved(_striped("I;16"), folder / "gray16.png", optimize=True)],
+        PALETTE_PNG: [_saved(_striped("P"), folder / "palette.png", optimize=True, transparency=0)],
+        "20,000-scan JPEG": [_write(folder / "scans.jpg", _many_scans(20_000))],
+        "corrupt AVIF": [_write(folder / "corrupt.avif", _corrupt_avif())],
         "EPS": [_write(folder / "figure.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n")],
     }
+
+
+def _striped(mode: str) -> Image.Image:
+    """7000x7000 of alternating rows: 49 MP that compress to about 100 KB."""
+    stripes = np.zeros((7000, 7000), dtype=np.uint16 if mode == "I;16" else np.uint8)
+    stripes[::2] = 40000 if mode == "I;16" else 1
+    image = Image.fromarray(stripes)
+    if mode == "P":
+        image = image.convert("P")
+        image.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    return image
+
+
+def _many_scans(scans: int) -> bytes:
+    """A 7000x7000 progressive JPEG whose smallest scan repeats: about 1.2 MB, 35 s to decode in full."""
+    encoded = io.BytesIO()
+    Image.new("RGB", (7000, 7000), (120, 130, 140)).save(encoded, "JPEG", progressive=True, quality=50)
+    data = encoded.getvalue()
+    end = data.rindex(b"\xff\xd9")
+    starts = [match.start() for match in re.finditer(b"\xff\xda", data)]
+    parts = [data[start:following] for start, following in zip(starts, [*starts[1:], end])]
+    return data[:end] + min(parts[1:], key=len) * (scans - len(parts)) + data[end:]
+
+
+def _corrupt_avif() -> bytes:
+    encoded = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(encoded, "AVIF")
+    data = encoded.getvalue()
+    return data[: len(data) // 2] + bytes(100)
 
 
 def _pixels(path: Path) -> int:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +179,11 @@ def serving(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 
         )
     app = RunningApp(f"http://127.0.0.1:{port}/", log_path)
     try:
-        wait_for_page(process, app.url, app.log, timeout)
+        deadline = time.monotonic() + timeout
+        while not _answers(app.url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"app.py did not start (exit {process.poll()}):\n{app.log()}")
+            time.sleep(0.5)
         yield app
     finally:
         process.terminate()
@@ -188,16 +192,7 @@ def serving(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 
         predictions.cleanup()
 
 
-def wait_for_page(process: subprocess.Popen, url: str, log: Callable[[], str], timeout: float = 180) -> None:
-    """Poll until the app at ``url`` answers; fail with its log if it exits or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while not answers(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"app.py did not start (exit {process.poll()}):\n{log()}")
-        time.sleep(0.5)
-
-
-def answers(url: str) -> bool:
+def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200

@@ -12,6 +12,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from bird_model.artifacts import read_model_folder
 from bird_model.space import main
 from bird_model.space_files import pinned_version, requirement_name, serving_requirements
-from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env, make_dataset, run_script, wait_for_page
+from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env, make_dataset, run_script
 from tests.fakehub import FakeHub
 
 SPACE = "tester/birds-demo"
@@ -281,7 +283,11 @@ def space_app(space: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
         )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_page(process, url, log.read_text)
+        deadline = time.monotonic() + 180
+        while not answers(url):
+            alive = process.poll() is None and time.monotonic() < deadline
+            assert alive, f"the Space's app did not start:\n{log.read_text()}"
+            time.sleep(0.5)
         yield url, log
     finally:
         process.terminate()
@@ -290,6 +296,14 @@ def space_app(space: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
 
 def space_environment() -> dict[str, str]:
     return {key: value for key, value in {**os.environ, **QUIET_ENV}.items() if key != "HF_TOKEN"}
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def test_space_files_serve_the_model_without_tensorflow(fake_hub: FakeHub, as_owner: HfApi, trained_folder: Path,
