@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,20 +80,20 @@ def json_line(row: Row) -> str:
     return json.dumps(document, ensure_ascii=False)
 
 
-def write_rows(rows: Iterator[Row], stream: TextIO, output_format: str, top_k: int) -> int:
-    """Write each row as it comes (a long run can be watched and cut short); returns the error rows."""
-    errors = 0
-    writer = csv.writer(stream) if output_format == "csv" else None
+def write_rows(rows: Iterator[Row], stream: TextIO, output_format: str, top_k: int) -> Counter[str]:
+    """Write each row as it comes (a long run can be watched and cut short); returns the count of each verdict."""
+    verdicts: Counter[str] = Counter()
+    writer = csv.writer(stream, lineterminator="\n") if output_format == "csv" else None
     if writer is not None:
         writer.writerow(csv_header(top_k))
     for row in rows:
-        errors += row.verdict == "error"
+        verdicts[row.verdict] += 1
         if writer is not None:
             writer.writerow(csv_cells(row, top_k))
         else:
             stream.write(json_line(row) + "\n")
         stream.flush()
-    return errors
+    return verdicts
 
 
 @contextmanager
@@ -139,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     top_k = min(args.top_k, len(classifier.classes))
     results = classify_files(classifier, photos, "Classifying")
     with opened(args.output) as stream:
-        errors = write_rows((Row.of(result, top_k) for result in results), stream, args.format, top_k)
-    if errors:
-        print(f"{errors} of {len(photos)} files could not be classified (their rows say why).", file=sys.stderr)
-    return 1 if errors else 0
+        verdicts = write_rows((Row.of(result, top_k) for result in results), stream, args.format, top_k)
+    print(f"{len(photos)} files: {verdicts['known']} known, {verdicts['unknown']} unknown, "
+          f"{verdicts['error']} could not be classified" + (" (their rows say why)." if verdicts["error"] else "."),
+          file=sys.stderr)
+    return 1 if verdicts["error"] else 0
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def test_predict_writes_one_row_per_photo_and_an_error_row(
 
     assert as_csv.returncode == 1, as_csv.stderr  # an error row makes the exit status 1
     assert "Traceback" not in as_csv.stderr and "Classifying" in as_csv.stderr
+    assert f"{len(photos) + 2} files: " in as_csv.stderr and "1 could not be classified" in as_csv.stderr
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert sorted(row["path"] for row in rows) == sorted(map(str, [*photos, broken, single]))
     by_path = {row["path"]: row for row in rows}
