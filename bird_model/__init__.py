@@ -19,6 +19,9 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``litert``: converting to and running ``model.tflite``
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 - ``inference``: the serving-time classifier
+- ``batch``: classifying photo files on disk outside the page (what ``evaluate`` and ``predict`` share)
+- ``evaluate``: the command grading a model on a labelled test set with training's metrics
+- ``predict``: the command classifying files and folders into CSV or JSON Lines
 - ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
 - ``feedback``: visitors' corrections: checks, storage as a folder-per-class dataset, reported accuracy
 - ``monitoring``: the prediction log, the training baseline, drift reports and plots; its

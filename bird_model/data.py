@@ -97,7 +97,7 @@ def load_dataset(folders: list[Path], image_size: int, show_progress: bool = Tru
     Several roots merge by class name, which is how new photos are added for retraining.
     Raises :class:`DatasetError` for a dataset that cannot make a classifier.
     """
-    candidates, rejections = _list_candidates(folders)
+    candidates, rejections = list_candidates(folders)
     samples: list[Sample] = []
     pixels: list[np.ndarray] = []
     first_seen: dict[str, Sample] = {}
@@ -183,8 +183,11 @@ def shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list
     return shuffled
 
 
-def _list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
-    """Every non-hidden file inside a class folder (at any depth), or why it is not a candidate."""
+def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
+    """Every non-hidden file inside a class folder (at any depth) with its class, or why it is not a candidate.
+
+    Training's dataset check and ``bird_model.evaluate`` read labelled folders through this one scan.
+    """
     candidates: list[tuple[Path, str]] = []
     rejections: list[Rejection] = []
     for root in folders:

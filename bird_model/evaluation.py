@@ -122,7 +122,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     )
 
 
-def save_confusion_matrix(confusion: list[list[int]], classes: list[str], path: Path) -> None:
+def save_confusion_matrix(
+    confusion: list[list[int]], classes: list[str], path: Path, title: str = "Validation confusion matrix (photo counts)"
+) -> None:
     """Draw the matrix as a PNG: rows the true class, columns the predicted one, each cell its count.
 
     The colour is the row's share (recall per class), so a rare class's mistakes show as
@@ -146,7 +148,7 @@ def save_confusion_matrix(confusion: list[list[int]], classes: list[str], path: 
     axes.set_yticks(positions, classes)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    axes.set_title("Validation confusion matrix (photo counts)")
+    axes.set_title(title)
     figure.colorbar(image, ax=axes, label="share of the true class")
     figure.savefig(path, dpi=100)
 

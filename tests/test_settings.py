@@ -6,6 +6,7 @@ import re
 
 import app
 import train
+from bird_model import evaluate, predict
 from bird_model.settings import DEFAULT_DATA, RunSettings, ServingSettings, TrainingOptions
 from bird_model.sources import HF_FORM, KAGGLE_FORM
 from tests.conftest import ROOT
@@ -30,7 +31,7 @@ def shown(default: object) -> str | None:
 
 def test_readme_tables_show_the_argparse_defaults() -> None:
     documented = readme_defaults()
-    parsers = [train.build_parser(), app.build_parser({})]
+    parsers = [train.build_parser(), app.build_parser({}), evaluate.build_parser(), predict.build_parser()]
     actions = {option: action for parser in parsers for action in parser._actions for option in action.option_strings}
     checked = 0
     for option, cell in documented.items():
@@ -52,6 +53,7 @@ def test_the_defaults_come_from_the_settings_dataclasses() -> None:
         run.base_weights, run.image_size, run.validation_fraction)
     assert app.build_parser({}).parse_args([]).top_k == serving.top_k
     assert readme_defaults()["--top-k"] == str(serving.top_k)
+    assert predict.build_parser().parse_args(["--model", "m", "p"]).top_k == serving.top_k
 
 
 def test_readme_and_help_name_every_data_form() -> None:
