@@ -1,6 +1,7 @@
 """Serve a trained bird classifier as a Gradio web demo and API.
 
-    BIRD_MODEL=runs/birds python app.py
+    python app.py                        # serves runs/latest, the newest run of train.py
+    BIRD_MODEL=OWNER/NAME python app.py  # a model published on the Hugging Face Hub
 
 Settings (options override environment variables):
   --model / BIRD_MODEL    model folder, or Hugging Face Hub repo id OWNER/NAME (default: runs/latest)
@@ -31,7 +32,7 @@ from bird_model.feedback import FeedbackStore
 from bird_model.hub import HubError, fetch_model
 from bird_model.images import release_large_buffers_promptly
 from bird_model.monitoring import LogSettings, ModelIdentity, open_log
-from bird_model.settings import ServingSettings
+from bird_model.settings import ServedModel, ServingSettings
 
 MAX_UPLOAD = "25mb"
 
@@ -53,11 +54,11 @@ photo is needed only while it is classified (the prediction log keeps its own co
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    defaults = ServingSettings()
+    defaults, served = ServingSettings(), ServedModel.from_environment(environ)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=environ.get("BIRD_MODEL"),
-                        help=f"model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL, else {LATEST_LINK})")
-    parser.add_argument("--revision", default=environ.get("BIRD_MODEL_REVISION") or None,
+    parser.add_argument("--model", default=served.source,
+                        help=f"model folder or Hub repo id OWNER/NAME (default: $BIRD_MODEL, else {ServedModel.source})")
+    parser.add_argument("--revision", default=served.revision,
                         help=f"branch, tag or commit of a Hub model (default: $BIRD_MODEL_REVISION or {defaults.revision})")
     parser.add_argument("--top-k", type=int, default=int(environ.get("BIRD_TOP_K", defaults.top_k)),
                         help=f"classes to show per prediction (default: $BIRD_TOP_K or {defaults.top_k})")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"app.py: error: {error}", file=sys.stderr)
         return 2
-    if not args.model and not LATEST_LINK.exists():
+    if ServedModel(args.model).is_default_and_missing():
         print(
             f"app.py: error: no model to serve. Either train one locally: `python train.py` (or with "
             f"--data YOUR_PHOTOS) writes {LATEST_LINK}, which app.py serves by default; or serve a published "
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        fetched = fetch_model(args.model or str(LATEST_LINK), args.revision, token=os.environ.get("HF_TOKEN") or None)
+        fetched = fetch_model(args.model, args.revision, token=os.environ.get("HF_TOKEN") or None)
         from bird_model.inference import Classifier
         from bird_model.web import Dashboard, build_demo, with_monitoring
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from bird_model.data import Dataset, Split
 from bird_model.evaluation import Metrics
 from bird_model.images import to_rgb
+from bird_model.settings import LATEST_LINK, RUNS_DIR
 
 FORMAT_VERSION = 1
 
@@ -72,11 +73,6 @@ class ModelFolder:
     def examples(self) -> list[Path]:
         folder = self.path / EXAMPLES_DIR
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-
-
-RUNS_DIR = Path("runs")
-LATEST_LINK = RUNS_DIR / "latest"
-"""Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
 
 
 def new_run_folder(runs: Path = RUNS_DIR) -> Path:

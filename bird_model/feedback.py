@@ -37,7 +37,7 @@ from bird_model.formats import extension_for
 from bird_model.images import read_header
 from bird_model.monitoring.log import ModelIdentity
 from bird_model.monitoring.reading import daily_lines, parse_time
-from bird_model.monitoring.report import Check
+from bird_model.monitoring.report import TOP_CLASSES, Check
 
 if TYPE_CHECKING:
     from bird_model.artifacts import ModelFolder
@@ -300,18 +300,20 @@ class VisitorReports:
 
     def check(self) -> Check:
         limit = self.validation_accuracy - VISITOR_ACCURACY_MARGIN
-        if self.class_reports < VISITOR_MIN_REPORTS:
-            return Check(
-                "visitor accuracy", False,
-                f"{self.class_reports} reports naming a class; the check needs at least {VISITOR_MIN_REPORTS}.",
-            )
-        return Check(
-            "visitor accuracy",
-            self.accuracy < limit,
+        statistics = (
             f"{self.accuracy:.1%} on {self.class_reports} reports vs validation {self.validation_accuracy:.1%} "
             f"(alarm under {limit:.1%} = {VISITOR_ACCURACY_MARGIN * 100:.0f} points below, "
-            f"on at least {VISITOR_MIN_REPORTS} reports)",
+            f"on at least {VISITOR_MIN_REPORTS} reports)"
+            if self.class_reports else f"no report naming a class yet; the check needs {VISITOR_MIN_REPORTS}"
         )
+        finding = (
+            f"Visitors say the model is right {self.accuracy:.0%} of the time; validation promised "
+            f"{self.validation_accuracy:.0%}" if self.class_reports else "no visitor has reported a class yet"
+        )
+        check = Check("visitor accuracy", self.class_reports > 0 and self.accuracy < limit, statistics, finding)
+        if self.class_reports < VISITOR_MIN_REPORTS:
+            return check.waiting(self.class_reports, VISITOR_MIN_REPORTS)
+        return check
 
     def lines(self) -> list[str]:
         right, wrong = sum(self.right.values()), sum(self.wrong.values())
@@ -322,10 +324,20 @@ class VisitorReports:
         ]
         if self.count == 0:
             return lines
-        width = max(len(name) for name in [*self.classes, NONE_OF_THESE])
-        for name in self.classes:
+        names, rest = self.classes, []
+        if len(names) > TOP_CLASSES + 2:  # many classes: the most corrected first, the rest in one line
+            reported = sorted((name for name in names if self.right[name] + self.wrong[name]),
+                              key=lambda name: (-self.wrong[name], -self.right[name]))
+            names, rest = reported[:TOP_CLASSES], reported[TOP_CLASSES:]
+        others = f"{len(rest)} other classes"
+        width = max(len(name) for name in [*names, NONE_OF_THESE, *([others] if rest else [])])
+        for name in names:
             right, wrong = self.right[name], self.wrong[name]
             lines.append(f"  {name:<{width}}  {right + wrong:5d} reports  right {right:5d}  wrong {wrong:5d}")
+        if rest:
+            right, wrong = sum(self.right[name] for name in rest), sum(self.wrong[name] for name in rest)
+            lines.append(f"  {others:<{width}}  {right + wrong:5d} reports  "
+                         f"right {right:5d}  wrong {wrong:5d}")
         lines.append(
             f"  {NONE_OF_THESE:<{width}}  {self.none_of_these:5d} reports  "
             f"the model had said unknown for {self.none_called_unknown}"

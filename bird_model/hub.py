@@ -159,16 +159,21 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
     local = Path(source).expanduser()
     if local.is_dir():
         return FetchedModel(artifacts.read_model_folder(local))
+    missing = "the folder does not exist" if not local.exists() else "it is a file, not a model folder"
     if not is_repo_id(source):
-        raise HubError(f"Model folder not found: {source} (nor is it a Hub repo id OWNER/NAME).")
+        raise HubError(f"{source}: {missing} (and it is not a Hub repo id OWNER/NAME).")
     wanted = revision or "main"
-    with explained(f"downloading {source} at revision {wanted!r}"):
-        snapshot = Path(
-            snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
-        )
-        if not (snapshot / artifacts.LITERT_FILE).is_file():
-            # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, one more file.
-            snapshot_download(source, revision=snapshot.name, allow_patterns=[artifacts.MODEL_FILE], token=token)
+    try:
+        with explained(f"downloading {source} at revision {wanted!r}"):
+            snapshot = Path(
+                snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
+            )
+            if not (snapshot / artifacts.LITERT_FILE).is_file():
+                # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, one more file.
+                snapshot_download(source, revision=snapshot.name, allow_patterns=[artifacts.MODEL_FILE], token=token)
+    except HubError as error:
+        # OWNER/NAME is also a relative path (runs/birds): say what both readings found.
+        raise HubError(f"{source}: {missing}, and it is not available from the Hub ({str(error).rstrip('.')}).") from error
     try:
         folder = artifacts.read_model_folder(snapshot)
     except artifacts.ModelFolderError as error:

@@ -6,8 +6,13 @@ option tables show the same values (``tests/test_settings.py`` compares them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+RUNS_DIR = Path("runs")
+LATEST_LINK = RUNS_DIR / "latest"
+"""Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
 
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
@@ -44,3 +49,32 @@ class ServingSettings:
     """Classes shown per photo (capped at the class count)."""
     revision: str = "main"
     """Branch, tag or commit of a Hub model."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Which model the app serves and where it logs its predictions.
+
+    ``app.py`` and ``python -m bird_model.monitor`` read it from the same variables with the
+    same defaults, so the monitor run with the app's environment reports on what the app logged.
+    """
+
+    source: str = str(LATEST_LINK)
+    """A model folder or a Hub repo id ``OWNER/NAME`` (``BIRD_MODEL``)."""
+    revision: str | None = None
+    """Branch, tag or commit of a Hub model (``BIRD_MODEL_REVISION``); None: ``ServingSettings.revision``."""
+    log_dir: Path = Path("logs/predictions")
+    """The prediction log folder (``BIRD_LOG_DIR``), relative to the working directory."""
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> ServedModel:
+        """An empty variable counts as unset, as in a Space's settings or a ``VAR= command`` line."""
+        return cls(
+            source=environ.get("BIRD_MODEL") or cls.source,
+            revision=environ.get("BIRD_MODEL_REVISION") or None,
+            log_dir=Path(environ.get("BIRD_LOG_DIR") or cls.log_dir),
+        )
+
+    def is_default_and_missing(self) -> bool:
+        """Nothing named and nothing trained yet: the newcomer's case, which gets its own advice."""
+        return self.source == str(LATEST_LINK) and not LATEST_LINK.exists()

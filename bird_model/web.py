@@ -23,9 +23,9 @@ from bird_model.monitoring import (
     FIGURE_NAMES,
     ModelIdentity,
     build_report,
-    format_report,
     read_baseline,
     read_log,
+    report_lines,
     save_figures,
 )
 
@@ -279,7 +279,6 @@ class Dashboard:
         log = read_log(self.log_folder, self.model, baseline, since)
         visitors = read_visitor_reports(self.log_folder, self.model, self.folder, since)
         report = build_report(log, baseline, f"{self.version}, last {DASHBOARD_DAYS} days", visitors)
-        names = [check.name for check in report.alarms]
-        headline = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"
         plots: list[str | None] = [str(path) for path in save_figures(report, self._plots)]
-        return f"{headline}\n\n```text\n{format_report(report)}\n```", plots
+        body = "\n".join(report_lines(report))
+        return f"**{report.headline}**\n\n```text\n{body}\n```", plots

@@ -18,7 +18,8 @@ from PIL import Image
 from bird_model.artifacts import read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
-from tests.conftest import RunningApp, run_script, serving
+from tests.conftest import RunningApp, hub_env, run_script, serving
+from tests.fakehub import FakeHub
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +214,16 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    """A path says the folder is missing; OWNER/NAME is also a relative path, so both readings are named."""
     result = run_script("app.py", "--model", tmp_path / "nowhere")
     assert result.returncode == 2
-    assert "Model folder not found" in result.stderr
+    assert f"{tmp_path / 'nowhere'}: the folder does not exist (and it is not a Hub repo id" in result.stderr
+    with FakeHub() as hub:
+        result = run_script("app.py", env={**hub_env(hub, tmp_path / "home"), "BIRD_MODEL": "runs/missing"}, cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("app.py: error: runs/missing: the folder does not exist, and it is not available from "
+                           "the Hub (downloading runs/missing at revision 'main' failed: the repo does not exist"), line
 
 
 def test_photo_of_something_else_scores_as_an_outlier(client: Client, trained: Path, tmp_path: Path) -> None:

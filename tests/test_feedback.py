@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -177,7 +178,7 @@ def test_the_monitor_command_shows_visitor_reports(served: Served) -> None:
     assert report.returncode in (0, 1), report.stderr
     assert "Visitor reports: 2 (right " in report.stdout
     assert "none of these 1); accuracy " in report.stdout
-    assert "visitor accuracy: 1 reports naming a class; the check needs at least 30." in report.stdout
+    assert "not enough data yet (1 of 30)  Visitors say the model is right " in report.stdout
 
 
 # -- the Hub copy as a training source ----------------------------------------------------------
@@ -315,7 +316,8 @@ def test_report_shows_visitor_accuracy_per_class(tmp_path: Path) -> None:
     assert "  macaw              4 reports  right     3  wrong     1" in text
     assert "  gray parrot        1 reports  right     1  wrong     0" in text
     assert "  none of these      2 reports  the model had said unknown for 2" in text
-    assert "visitor accuracy: 5 reports naming a class; the check needs at least 30." in text
+    assert "not enough data yet (5 of 30)  Visitors say the model is right 80% of the time; validation promised 95%" in text
+    assert "visitor accuracy: 80.0% on 5 reports vs validation 95.0%" in text
     assert alarms == []
     since = datetime.now(timezone.utc) + timedelta(days=1)
     assert "Visitor reports: 0 (right 0, wrong 0, none of these 0); accuracy n/a" in report_text(tmp_path, since)[0]
@@ -332,5 +334,6 @@ def test_visitor_accuracy_alarms_well_below_validation_on_enough_reports(tmp_pat
     assert report_text(tmp_path / "few")[1] == []
     text, alarms = report_text(tmp_path / "low")
     assert alarms == ["visitor accuracy"]
-    assert "ALARM  visitor accuracy: 63.3% on 30 reports vs validation 95.0% (alarm under 80.0%" in text
+    assert re.search(r"^ALARM +Visitors say the model is right 63% of the time; validation promised 95%$", text, re.M)
+    assert "visitor accuracy: 63.3% on 30 reports vs validation 95.0% (alarm under 80.0%" in text
     assert report_text(tmp_path / "fine")[1] == []

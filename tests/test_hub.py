@@ -152,7 +152,7 @@ def test_push_only_refuses_an_incomplete_folder(fake_hub: FakeHub, model_folder:
         (REPO, "v9", "hf_write", "that revision (branch, tag or commit) does not exist"),
         ("tester/private-birds", None, None, "it is private and no valid token was given"),
         ("tester/not-a-model", None, "hf_write", "not a usable model folder: Model folder"),
-        ("no/such/thing", None, None, "Model folder not found: no/such/thing (nor is it a Hub repo id"),
+        ("no/such/thing", None, None, "no/such/thing: the folder does not exist (and it is not a Hub repo id"),
     ],
 )
 def test_serving_start_up_errors_are_one_clear_line(
@@ -177,7 +177,8 @@ def test_serving_with_the_hub_down_and_nothing_cached(hub_client: None, monkeypa
 def test_app_reports_hub_errors_without_a_traceback(fake_hub: FakeHub, tmp_path: Path) -> None:
     result = run_script("app.py", env={**hub_env(fake_hub, tmp_path / "home"), "BIRD_MODEL": "tester/missing"})
     assert result.returncode == 2
-    assert "app.py: error: downloading tester/missing at revision 'main' failed" in result.stderr
+    assert ("app.py: error: tester/missing: the folder does not exist, and it is not available from the Hub "
+            "(downloading tester/missing at revision 'main' failed: the repo does not exist") in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -34,11 +35,13 @@ from bird_model.monitoring import (
     MIN_RECORDS,
     Baseline,
     LogSettings,
+    LogSummary,
     ModelIdentity,
     PredictionLog,
     Timeline,
     build_report,
     compute_baseline,
+    format_report,
     js_distance,
     psi,
     read_baseline,
@@ -80,11 +83,13 @@ def lines_on_disk(folder: Path, expected: int, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def run_monitor(*args: str | Path) -> subprocess.CompletedProcess:
+def run_monitor(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m bird_model.monitor`` as a user runs it; the app's variables are unset unless ``env`` sets them."""
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("BIRD_")}
     return subprocess.run(
         [sys.executable, "-m", "bird_model.monitor", *map(str, args)],
-        cwd=ROOT,
-        env={**os.environ, **QUIET_ENV},
+        cwd=cwd,
+        env={**inherited, **QUIET_ENV, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -253,13 +258,75 @@ SMALL_BASELINE = Baseline(
 )
 
 
-def test_no_alarm_on_too_few_predictions(tmp_path: Path, photo: Path) -> None:
+def test_no_alarm_on_too_few_predictions_but_the_headline_says_what_is_off(tmp_path: Path, photo: Path) -> None:
     log = PredictionLog(tmp_path, MODEL, CLASSES)
     for _ in range(MIN_RECORDS - 1):
         log.record(photo, prediction(0.3, unknown=True))
     log.close()
     report = build_report(read_log(tmp_path, MODEL, SMALL_BASELINE), SMALL_BASELINE, "test model")
-    assert report.alarms == [] and "alarms need at least 50" in report.checks[0].message
+    text = format_report(report)
+    assert report.alarms == []
+    assert text.splitlines()[0] == (
+        "Too little data to judge yet (49 of 50 predictions); so far: Visitors send more photos of macaw than "
+        "training had: 100% vs 50%; 100% of photos look like none of the 2 known classes; expected about 2.0%; "
+        "100% of answers are under 50% sure; on validation 0.0%"
+    )
+    assert "not enough data yet (49 of 50)  100% of photos look like none" in text
+    assert "No alarm" not in text and "nan" not in text.lower()
+
+
+def test_a_shift_leads_with_a_plain_sentence_then_its_statistics() -> None:
+    summary = summary_of(SMALL_BASELINE, {"macaw": 85, "gray parrot": 15})
+    text = format_report(build_report(summary, SMALL_BASELINE, "test model"))
+    lines = text.splitlines()
+    assert lines[0].startswith("ALARM (1): Visitors send more photos of macaw than training had: 85% vs 50%")
+    finding = lines.index("ALARM  Visitors send more photos of macaw than training had: 85% vs 50%")
+    assert lines[finding + 1].lstrip().startswith("class drift: G-test ")
+
+
+def summary_of(baseline: Baseline, counts: dict[str, int]) -> LogSummary:
+    """A log summary of confident, known answers with these class counts, one a minute."""
+    summary = LogSummary(baseline.classes, baseline.confidence_edges, baseline.outlier_edges,
+                         baseline.low_confidence_threshold)
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    labels = itertools.chain.from_iterable(itertools.repeat(name, count) for name, count in counts.items())
+    for minute, label in enumerate(labels):
+        summary.add({"label": label, "confidence": 0.9, "outlier_score": 0.3, "unknown": False,
+                     "time": start + timedelta(minutes=minute)})
+    return summary
+
+
+def test_500_sparse_classes_where_nothing_changed_raise_no_alarm_and_the_report_stays_short() -> None:
+    """Issue 11 item 6: 500 unevenly sized classes, 1,500 predictions drawn from the training
+    shares (3 per class on average, many classes 0 or 1 times). Compared class by class, PSI
+    and JS distance are far over their thresholds by chance alone; the pooled G-test is not.
+    The same sample with one class taking a fifth of the answers does alarm."""
+    rng = np.random.default_rng(7)
+    classes = [f"species {index:03d}" for index in range(500)]
+    training = rng.integers(5, 60, size=500)
+    baseline = Baseline(
+        classes=classes, training_class_counts=training.tolist(), validation_count=500,
+        confidence_edges=[0, 0.5, 1], validation_confidence_counts=[0, 500],
+        low_confidence_threshold=0.5, validation_low_confidence_share=0.0,
+        unknown_threshold=1.0, outlier_edges=[0, 1, 2], validation_outlier_counts=[500, 0],
+        validation_unknown_share=0.0, expected_unknown_share=0.002,
+    )
+    for seed in range(5):
+        drawn = np.random.default_rng(seed).multinomial(1500, training / training.sum())
+        counts = dict(zip(classes, drawn.tolist()))
+        report = build_report(summary_of(baseline, counts), baseline, "500 species")
+        old_rule = psi(list(drawn), training.tolist()) > 0.25 or js_distance(list(drawn), training.tolist()) > 0.2
+        assert old_rule, "class by class, noise alone would alarm"
+        assert report.alarms == [], format_report(report)
+    text = format_report(report)
+    assert text.splitlines()[0] == "No alarm: the answers look like training and validation"
+    assert "rare classes compared as one group" in text
+    assert len(text.splitlines()) < 40 and "490 other classes" in text
+
+    shifted = {**counts, "species 123": counts["species 123"] + 375}
+    report = build_report(summary_of(baseline, shifted), baseline, "500 species")
+    assert [check.name for check in report.alarms] == ["class drift"]
+    assert report.headline.startswith("ALARM (1): Visitors send more photos of species 123 than training had: 20%")
 
 
 def test_many_unknown_answers_raise_their_alarm(tmp_path: Path, photo: Path) -> None:
@@ -285,7 +352,7 @@ def test_monitor_refuses_bad_input_with_status_2(trained: Path, tmp_path: Path, 
     cases = {
         "prediction log folder not found": ["--log-dir", tmp_path / "nowhere", "--model", trained],
         "has no baseline.json": ["--log-dir", tmp_path / "log", "--model", no_baseline],
-        "Model folder not found": ["--log-dir", tmp_path / "log", "--model", tmp_path / "no-model"],
+        "no-model: the folder does not exist": ["--log-dir", tmp_path / "log", "--model", tmp_path / "no-model"],
     }
     for message, args in cases.items():
         assert monitor_main(list(map(str, args))) == 2
@@ -293,6 +360,38 @@ def test_monitor_refuses_bad_input_with_status_2(trained: Path, tmp_path: Path, 
     with pytest.raises(SystemExit) as stopped:
         monitor_main(["--log-dir", str(tmp_path / "log"), "--model", str(trained), "--since", "yesterday"])
     assert stopped.value.code == 2 and "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+
+
+def test_monitor_reads_the_apps_settings_and_never_passes_an_empty_log(trained: Path, tmp_path: Path) -> None:
+    """As a scheduled job runs it: no options, the app's variables (or its defaults) only."""
+    folder = read_model_folder(trained)
+    logs = tmp_path / "logs" / "predictions"
+    logs.mkdir(parents=True)
+    env = {"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(logs)}
+
+    empty = run_monitor(env=env)
+    assert empty.returncode == 2, empty.stdout + empty.stderr
+    assert empty.stderr.strip() == (f"monitor: error: no predictions of this model in {logs}: the app has logged "
+                                    "none there yet; is BIRD_LOG_DIR (or --log-dir) the app's?")
+
+    record = {"schema": 1, "model_repo": None, "model_commit": None, "model_path": str(trained.resolve()),
+              "label": folder.classes[0], "confidence": 0.9, "probabilities": [0.9, 0.05, 0.03, 0.02],
+              "outlier_score": 0.1, "unknown": False}
+    now = datetime.now(timezone.utc)
+    lines = [{**record, "time": (now - timedelta(minutes=minute)).isoformat()} for minute in range(4)]
+    (logs / f"predictions-{now:%Y-%m-%d}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to(trained)
+
+    for variables, cwd in ((env, ROOT), ({}, tmp_path)):  # then runs/latest and logs/predictions, as for app.py
+        few = run_monitor(env=variables, cwd=cwd)
+        assert few.returncode == 0, few.stdout + few.stderr
+        assert few.stdout.splitlines()[0].startswith("Too little data to judge yet (4 of 50 predictions)")
+        assert "not enough data yet (4 of 50)" in few.stdout and "Predictions: 4 (" in few.stdout
+        assert "nan" not in few.stdout.lower() and "No alarm" not in few.stdout and "\nok " not in few.stdout
+
+    elsewhere = run_monitor(env={**env, "BIRD_MODEL": str(tmp_path / "nowhere")})
+    assert elsewhere.returncode == 2 and "nowhere: the folder does not exist" in elsewhere.stderr
 
 
 # -- the simulation ---------------------------------------------------------------------------
@@ -386,7 +485,8 @@ def test_in_distribution_traffic_raises_no_alarm(simulation: Simulation) -> None
     print(report.stdout)
     assert report.returncode == 0, report.stdout + report.stderr
     assert "Predictions: 200 (" in report.stdout
-    assert "0 alarm(s)" in report.stdout
+    assert report.stdout.startswith("No alarm")
+    assert "nan" not in report.stdout.lower()
 
 
 def test_shifted_traffic_raises_the_drift_alarms(simulation: Simulation) -> None:
@@ -394,7 +494,10 @@ def test_shifted_traffic_raises_the_drift_alarms(simulation: Simulation) -> None
     print(report.stdout)
     assert report.returncode == 1, report.stdout + report.stderr
     assert "Predictions: 200 (" in report.stdout
-    assert "ALARM  class drift" in report.stdout
+    lines = report.stdout.splitlines()
+    assert lines[0].startswith("ALARM (")
+    statistics = next(index for index, line in enumerate(lines) if line.lstrip().startswith("class drift: G-test"))
+    assert re.match(r"ALARM +Visitors send ", lines[statistics - 1]), lines[statistics - 1]
     # Whether the non-bird images also trip "unknown answers" depends on the tiny test model's
     # threshold, which varies from run to run; that alarm's rule has its own unit test above.
     assert sorted(path.name for path in simulation.plots.iterdir()) == [
@@ -427,10 +530,8 @@ def test_monitoring_tab_shows_the_report_and_adds_no_endpoint(simulation: Simula
     baseline = read_baseline(folder)
     report = build_report(read_log(simulation.log_dir, ModelIdentity(path=str(folder.path.resolve())), baseline),
                           baseline, "v")
-    names = [check.name for check in report.alarms]
-    expected = f"**{len(names)} alarm(s): {', '.join(names)}**" if names else "**No alarm**"
-    assert summary.splitlines()[0] == expected
-    assert all(f"ALARM  {name}" in summary for name in names)
+    assert summary.splitlines()[0] == f"**{report.headline}**", "the tab and the command say the same"
+    assert all(re.search(rf"^ALARM +{re.escape(check.finding)}$", summary, re.M) for check in report.alarms)
     assert "Predictions: 400" in summary
     assert [Path(plot).name for plot in plots] == ["requests.png", "classes.png", "confidence.png", "outlier_score.png"]
     assert view() == (summary, plots), "a refresh within seconds recomputes nothing"

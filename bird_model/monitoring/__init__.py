@@ -9,7 +9,7 @@ judgement, one module per step:
 - :mod:`.baseline`: ``baseline.json`` (:class:`Baseline`), saved by training: the training
   class counts and validation histograms, i.e. what the log should look like;
 - :mod:`.reading`: a log counted into the baseline's bins (:func:`read_log`, :class:`LogSummary`);
-- :mod:`.report`: drift statistics, alarms and the plain-text report (:func:`build_report`);
+- :mod:`.report`: drift statistics, findings in plain words, alarms and the text report (:func:`build_report`);
 - :mod:`.plots`: the report's figures (:func:`save_figures`, :data:`FIGURE_NAMES`);
 - :mod:`.__main__`: the command, ``python -m bird_model.monitor`` (or ``bird_model.monitoring``).
 
@@ -21,11 +21,19 @@ from bird_model.monitoring.baseline import Baseline, compute_baseline, read_base
 from bird_model.monitoring.log import LogSettings, ModelIdentity, PredictionLog, open_log, prediction_record
 from bird_model.monitoring.plots import FIGURE_NAMES, report_figures, save_figures
 from bird_model.monitoring.reading import MAX_TIMELINE_BUCKETS, LogSummary, Timeline, parse_time, read_log
-from bird_model.monitoring.report import MIN_RECORDS, Report, build_report, format_report, js_distance, psi
+from bird_model.monitoring.report import (
+    MIN_RECORDS,
+    Report,
+    build_report,
+    format_report,
+    js_distance,
+    psi,
+    report_lines,
+)
 
 __all__ = [
     "FIGURE_NAMES", "MAX_TIMELINE_BUCKETS", "MIN_RECORDS", "Baseline", "LogSettings", "LogSummary", "ModelIdentity",
     "PredictionLog", "Report", "Timeline", "build_report", "compute_baseline", "format_report", "js_distance",
     "open_log", "parse_time", "prediction_record", "psi", "read_baseline", "read_log", "report_figures",
-    "save_figures",
+    "report_lines", "save_figures",
 ]

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from bird_model.formats import extension_for
 from bird_model.images import read_header
+from bird_model.settings import ServedModel
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
@@ -208,7 +209,7 @@ class PredictionLog:
 class LogSettings:
     """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see README.md."""
 
-    folder: Path = Path("logs/predictions")
+    folder: Path = ServedModel.log_dir
     keep_images: bool = False
     repo: str | None = None
     every_minutes: float = 5.0
@@ -229,7 +230,7 @@ class LogSettings:
         if not minutes > 0:
             raise ValueError(f"BIRD_LOG_EVERY={every!r} must be a positive number of minutes.")
         return cls(
-            folder=Path(environ.get("BIRD_LOG_DIR") or cls.folder),
+            folder=ServedModel.from_environment(environ).log_dir,
             keep_images=environ.get("BIRD_LOG_IMAGES", "").lower() in {"1", "true", "yes"},
             repo=repo,
             every_minutes=minutes,
