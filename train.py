@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"square input size in pixels (default {RUN.image_size})")
     parser.add_argument("--val-split", type=float, default=RUN.validation_fraction,
                         help=f"validation fraction per class (default {RUN.validation_fraction})")
+    parser.add_argument("--model-name", default=RUN.model_name, metavar="NAME",
+                        help="the model card's title and model_name (default: the first --data source's name "
+                             "+ -classifier, e.g. parrots-classifier)")
+    parser.add_argument("--license", default=RUN.license, metavar="ID",
+                        help=f"the model card's license, a Hub license id such as cc-by-4.0 or apache-2.0; "
+                             f"the photos' terms decide it (default {RUN.license})")
     parser.add_argument("--seed", type=int, default=TRAINING.seed,
                         help=f"seed for the split, augmentation and weights (default {TRAINING.seed})")
     hub = parser.add_argument_group("publishing to the Hugging Face Hub")
@@ -112,6 +118,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         image_size=args.image_size,
         validation_fraction=args.val_split,
         overwrite=args.overwrite,
+        model_name=args.model_name,
+        license=args.license,
         training=TrainingOptions(
             epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, seed=args.seed
         ),

@@ -4,6 +4,7 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 (README.md "Layout" has the same map, ARCHITECTURE.md the flows through it):
 
 - ``settings``: every default of training and serving
+- ``console``: what our commands print (TensorFlow's C++ log silenced, a line per long step)
 - ``formats``: the image formats we read (one list for decoder, scan, messages, README)
 - ``images``: decoding a photo into model-ready RGB pixels (shared by training and serving)
 - ``sources``: turning ``--data`` specs (local, ``kaggle:``, ``hf:``) into local folders
@@ -11,6 +12,7 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``model``: the MobileNetV2 classifier
 - ``training``: the two-phase fine-tuning
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix
+- ``curves``: the training curves picture (``training_curves.png``, from ``history.json``)
 - ``pipeline``: one training run, from resolved sources to a model folder
 - ``artifacts``: the model folder (write, read, validate; the label map)
 - ``card``: the model card
@@ -29,3 +31,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``space``: putting the demo live as a Hugging Face Space; promoting and rolling back the model it serves
 - ``space_files``: what a Space is made of (its files, requirements, card and variables)
 """
+
+from bird_model.console import quiet_tensorflow
+
+# Before any module imports TensorFlow: every command imports this package first.
+quiet_tensorflow()

@@ -1,6 +1,6 @@
 """The model folder: the one unit that training writes, the Hub stores and the app serves.
 
-A folder holds ``model.keras`` with its label map, config, metrics, history, confusion
+A folder holds ``model.keras`` with its label map, config, metrics, history, training curves, confusion
 matrix, dataset report, split, model card and example photos. It is written to a staging
 folder and moved into place only when complete, so a failed run never leaves half a model
 where a good one was, and it is validated as a whole before it is published or served: a
@@ -34,6 +34,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 CONFUSION_FILE = "confusion_matrix.png"
+CURVES_FILE = "training_curves.png"
 DATASET_REPORT_FILE = "dataset_report.json"
 SPLIT_FILE = "split.json"
 OOD_FILE = "ood.npz"

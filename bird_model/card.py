@@ -1,17 +1,32 @@
 """The model card (``README.md`` of the model folder), in the Hugging Face model-card format.
 
-Its YAML metadata lets the Hub index the model (library, task, validation metrics as eval
-results); its text tells a visitor what the model knows, what it was trained on, how to use
-it and where it fails.
+Its YAML metadata lets the Hub index the model (library, task, base model, license, training
+datasets, validation metrics as eval results); its text tells a visitor what the model
+knows, how well, what it was trained on, how to use it and where it fails. It stays
+readable with hundreds of classes: the per-class table then shows the weakest classes and
+folds the full list into a ``<details>`` block (every number is also in ``metrics.json``).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from bird_model.artifacts import CONFUSION_FILE, CURVES_FILE, METRICS_FILE
 from bird_model.evaluation import Metrics
+from bird_model.settings import DEFAULT_LICENSE
+
+IMAGENET_BASE_MODEL = "google/mobilenet_v2_1.0_224"
+"""The Hub's MobileNetV2 1.0/224 ImageNet checkpoint: the architecture and training data of the
+Keras ImageNet weights we start from (Keras downloads its own copy of those weights)."""
+
+FULL_TABLE_UP_TO = 20
+"""Classes up to which the card shows the whole per-class table; beyond, the weakest
+:data:`WEAKEST_SHOWN` first and the full table folded."""
+WEAKEST_SHOWN = 10
 
 TEMPLATE = """---
 {{ card_data }}
@@ -21,14 +36,6 @@ TEMPLATE = """---
 
 A bird-species image classifier: MobileNetV2 fine-tuned on {{ total }} photos of
 {{ classes | length }} classes. It takes an RGB photo and returns a probability per class.
-
-## Classes
-
-| index | class | training photos | validation photos |
-| --- | --- | --- | --- |
-{% for row in class_rows -%}
-| {{ row.index }} | {{ row.name }} | {{ row.train }} | {{ row.validation }} |
-{% endfor %}
 
 ## Validation results
 
@@ -41,14 +48,29 @@ validation accuracy was {{ "%.2f" | format(parent.accuracy * 100) }}%{% endif %}
 this run also kept for validation, this model scores {{ "%.2f" | format(comparison.new_accuracy * 100) }}%
 ({{ "%+.2f" | format((comparison.new_accuracy - comparison.parent_accuracy) * 100) }} points).{% endif %}
 {% endif %}
-
-| class | precision | recall | F1 | photos |
-| --- | --- | --- | --- | --- |
-{% for name, scores in per_class.items() -%}
-| {{ name }} | {{ "%.3f" | format(scores.precision) }} | {{ "%.3f" | format(scores.recall) }} | {{ "%.3f" | format(scores.f1) }} | {{ scores.support }} |
+{% macro table(rows) -%}
+| class | training photos | validation photos | precision | recall | F1 |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{% for row in rows -%}
+| {{ row.name }} | {{ row.train }} | {{ row.validation }} | {{ "%.3f" | format(row.precision) }} | {{ "%.3f" | format(row.recall) }} | {{ "%.3f" | format(row.f1) }} |
 {% endfor %}
+{%- endmacro %}
+{% if weakest %}
+The {{ weakest | length }} classes with the lowest validation F1 (all {{ classes | length }} are in the folded
+table below and in `{{ metrics_file }}`):
 
-![Confusion matrix](confusion_matrix.png)
+{{ table(weakest) }}
+<details>
+<summary>All {{ classes | length }} classes</summary>
+
+{{ table(class_rows) }}
+</details>
+{% else %}
+{{ table(class_rows) }}
+{% endif %}
+![Validation confusion matrix: rows the true class, columns the predicted one, colour the share of the true class's photos]({{ confusion_file }})
+
+![Training curves: loss and accuracy per epoch, training and validation, both phases]({{ curves_file }})
 
 ## Training data
 
@@ -59,24 +81,48 @@ Dataset fingerprint `{{ fingerprint[:16] }}`. Sources:
 - {{ source }}
 {%- endfor %}
 
-Base weights: `{{ base_weights }}`. Image size {{ image_size }} px. Two-phase fine-tuning
+Base weights: {{ base_weights }} Image size {{ image_size }} px. Two-phase fine-tuning
 (frozen base, then the top {{ "%.0f" | format(fine_tune_fraction * 100) }}% of MobileNetV2) with TensorFlow
-{{ tensorflow_version }} / Keras {{ keras_version }}.
+{{ tensorflow_version }} / Keras {{ keras_version }}. License: `{{ license }}`{% if license == "unknown" %} (the
+trainer did not state one: the photos' own terms apply){% endif %}.
 
 ## How to use
 
-From Python (Keras 3):
+From Python (Keras 3). `load_photo` decodes a photo exactly as training did (this project's
+`bird_model.images.load_rgb`, for 8-bit photos): the camera's EXIF rotation applied,
+transparency on white, bilinear resizing to {{ image_size }} x {{ image_size }} without keeping the aspect ratio.
+The model scales the 0-255 pixels itself.
 
 ```python
-import json, keras, numpy as np
+import json
+
+import keras
+import numpy as np
 from huggingface_hub import snapshot_download
-from PIL import Image
+from PIL import Image, ImageOps
+
+
+def load_photo(path, size={{ image_size }}):
+    image = Image.open(path)
+    image.draft("RGB", (size, size))  # a large JPEG decodes at a reduced scale that still covers size
+    factor = min(image.size) // (2 * size)
+    if factor >= 2:  # shrink large photos first: box average (palette images: sampled)
+        if image.mode == "P":
+            image = image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
+        else:
+            image = image.reduce(factor)
+    image = ImageOps.exif_transpose(image)  # the camera's rotation
+    if image.mode in ("RGBA", "LA", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.uint8)
+
 
 folder = snapshot_download("{{ repo_id }}")
 model = keras.saving.load_model(f"{folder}/model.keras", safe_mode=True)
 labels = json.load(open(f"{folder}/labels.json"))["id2label"]
-pixels = np.asarray(Image.open("bird.jpg").convert("RGB").resize(({{ image_size }}, {{ image_size }})), dtype="float32")
-probabilities = model.predict(pixels[None])[0]   # the model scales 0-255 pixels itself
+probabilities = model.predict(load_photo("bird.jpg")[None], verbose=0)[0]
 print(labels[str(probabilities.argmax())], probabilities.max())
 ```
 
@@ -85,10 +131,23 @@ or deploy that app as a Gradio Space with the variable `BIRD_MODEL={{ repo_id }}
 
 ## Limits
 
-- It only knows the {{ classes | length }} classes above; any other photo is forced into one of them.
+- It only knows the {{ classes | length }} classes above; the app calls a photo unlike all of them "unknown", but
+  Keras alone forces every photo into one of them.
 - {{ validation_count }} validation photos give a coarse estimate: one photo is {{ "%.1f" | format(100 / validation_count) }} points of accuracy.
 - Trained on photos like those in the dataset; drawings, very dark or heavily cropped photos may be misjudged.
 """
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One line of the per-class table: photo counts and validation scores."""
+
+    name: str
+    train: int
+    validation: int
+    precision: float
+    recall: float
+    f1: float
 
 
 def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | None = None) -> ModelCard:
@@ -98,10 +157,16 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
     """
     validation = metrics.validation
     dataset = config["dataset"]
+    license_id = config.get("license") or DEFAULT_LICENSE
+    base_model = IMAGENET_BASE_MODEL if config["base_weights"] == "imagenet" else None
+    hub_datasets = [source["repo_id"] for source in dataset["sources"] if source.get("type") == "hf"]
     card_data = ModelCardData(
+        base_model=base_model,
+        license=license_id,
+        datasets=hub_datasets or None,
         library_name="keras",
         pipeline_tag="image-classification",
-        tags=["image-classification", "keras", "mobilenetv2", "birds", "tensorflow"],
+        tags=["image-classification", "keras", "mobilenet_v2", "birds", "tensorflow"],
         model_name=config["model_name"],
         metrics=["accuracy", "f1"],
         eval_results=[
@@ -119,26 +184,28 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
     )
     counts = dataset["split_counts"]
     class_rows = [
-        {"index": i, "name": name, "train": counts["train"][name], "validation": counts["validation"][name]}
-        for i, name in enumerate(config["classes"])
+        ClassRow(name, counts["train"][name], counts["validation"][name], scores.precision, scores.recall, scores.f1)
+        for name, scores in ((name, validation.per_class[name]) for name in config["classes"])
     ]
+    weakest = sorted(class_rows, key=lambda row: (row.f1, row.name))[:WEAKEST_SHOWN]
     return ModelCard.from_template(
         card_data,
         template_str=TEMPLATE,
         model_name=config["model_name"],
         classes=config["classes"],
         class_rows=class_rows,
+        weakest=weakest if len(class_rows) > FULL_TABLE_UP_TO else [],
         accuracy=validation.accuracy,
         correct=validation.correct,
         validation_count=validation.count,
         macro_f1=validation.macro_f1,
-        per_class=validation.per_class,
         train_accuracy=metrics.training.accuracy,
         total=dataset["usable"],
         rejected=dataset["rejected"],
         fingerprint=dataset["fingerprint"],
         sources=[_describe_source(source) for source in dataset["sources"]],
-        base_weights=config["base_weights"],
+        base_weights=_describe_base_weights(config["base_weights"]),
+        license=license_id,
         image_size=config["image_size"],
         fine_tune_fraction=config["training"]["fine_tune_fraction"],
         tensorflow_version=config["versions"]["tensorflow"],
@@ -146,7 +213,35 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
         parent=config.get("parent"),
         comparison=metrics.parent_comparison,
         repo_id=repo_id or "OWNER/NAME",
+        metrics_file=METRICS_FILE,
+        confusion_file=CONFUSION_FILE,
+        curves_file=CURVES_FILE,
     )
+
+
+def default_model_name(sources: list[dict[str, str]]) -> str:
+    """``<first data source's name>-classifier``: the same name for every run on the same data.
+
+    A local folder gives its name, ``kaggle:OWNER/DATASET`` and ``hf:OWNER/NAME`` their
+    dataset's name; the result is a lowercase Hub-style slug (``parrots-classifier``).
+    """
+    first = sources[0] if sources else {}
+    if first.get("type") == "local":
+        name = first.get("name", "")
+    else:
+        name = first.get("spec", "").split(":", 1)[-1].split("/")[:2][-1]
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "bird"
+    return f"{slug}-classifier"
+
+
+def _describe_base_weights(base_weights: str) -> str:
+    """What the model started from, stated honestly: only ImageNet weights are a published checkpoint."""
+    if base_weights == "imagenet":
+        return (f"the Keras ImageNet weights of MobileNetV2 1.0/224 (the architecture and data of "
+                f"[`{IMAGENET_BASE_MODEL}`](https://huggingface.co/{IMAGENET_BASE_MODEL}), the card's `base_model`).")
+    if base_weights == "none":
+        return "none: trained from a random start, so there is no base model."
+    return f"a local weights file, `{base_weights}`, not a published checkpoint (so the card names no `base_model`)."
 
 
 def _describe_source(source: dict[str, str]) -> str:

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Metrics: {args.output}")
     if args.confusion_matrix:
         save_confusion_matrix(result.metrics.confusion_matrix, classifier.classes, args.confusion_matrix,
-                              title=f"Test set confusion matrix ({args.data.name}, photo counts)")
+                              title=f"Test set confusion matrix ({args.data.name})")
         print(f"Confusion matrix: {args.confusion_matrix}")
     return 0
 

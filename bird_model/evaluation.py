@@ -123,34 +123,59 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
 
 
 def save_confusion_matrix(
-    confusion: list[list[int]], classes: list[str], path: Path, title: str = "Validation confusion matrix (photo counts)"
+    confusion: list[list[int]], classes: list[str], path: Path, title: str = "Validation confusion matrix"
 ) -> None:
     """Draw the matrix as a PNG: rows the true class, columns the predicted one, each cell its count.
 
     The colour is the row's share (recall per class), so a rare class's mistakes show as
-    clearly as a common one's. Matplotlib on an Agg canvas, without pyplot's global state.
+    clearly as a common one's. The figure grows with the class count and the labels shrink
+    (:func:`_matrix_layout`), so 4 and 200 classes both read; counts are written only while
+    cells are big enough for them. Full class names in DejaVu Sans (Matplotlib's own font, so
+    no missing glyphs); the saved picture is cropped to its content. Matplotlib on an Agg
+    canvas, without pyplot's global state.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     counts = np.asarray(confusion, dtype=int)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    side = 2.5 + 0.6 * len(classes)
-    figure = Figure(figsize=(side + 2, side + 1), layout="constrained")
+    cell, font, show_counts = _matrix_layout(len(classes))
+    side = cell * len(classes)
+    label_room = 0.6 * font / 72 * max((len(name) for name in classes), default=1)
+    figure = Figure(figsize=(side + label_room + 2.0, side + label_room + 1.0), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    for (row, column), count in np.ndenumerate(counts):
-        axes.text(column, row, str(count), ha="center", va="center",
-                  color="white" if shares[row, column] > 0.5 else "black")
+    if show_counts:
+        for (row, column), count in np.ndenumerate(counts):
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=font,
+                      color="white" if shares[row, column] > 0.5 else "black")
     positions = np.arange(len(classes))
-    axes.set_xticks(positions, classes, rotation=45, ha="right")
-    axes.set_yticks(positions, classes)
+    axes.set_xticks(positions, classes, rotation=45 if len(classes) <= 12 else 90,
+                    ha="right" if len(classes) <= 12 else "center", fontsize=font)
+    axes.set_yticks(positions, classes, fontsize=font)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    axes.set_title(title)
-    figure.colorbar(image, ax=axes, label="share of the true class")
-    figure.savefig(path, dpi=100)
+    axes.set_title(title + ": " + ("photo counts, " if show_counts else "")
+                   + "colour = share of the true class's photos")
+    # A colour bar as tall as a 200-class matrix would dwarf its labels; 6 in is enough to read it.
+    figure.colorbar(image, ax=axes, label="share of the true class", shrink=min(1.0, 6 / side))
+    figure.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.2)
+
+
+COUNTS_UP_TO = 40
+"""Classes up to which each cell shows its count; beyond, cells are too small to read one."""
+
+
+def _matrix_layout(classes: int) -> tuple[float, float, bool]:
+    """Cell size (inches), label font size (points) and whether counts fit, for ``classes`` classes.
+
+    Cells shrink from 0.6 in toward 0.16 in (200 classes: a 32 in, 3200 px matrix), and the
+    font with them, never below 5 pt, so every name stays legible when zoomed.
+    """
+    cell = min(0.6, max(0.16, 12 / max(classes, 1)))
+    font = min(10.0, max(5.0, cell * 72 * 0.55))
+    return cell, font, classes <= COUNTS_UP_TO
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from bird_model import artifacts
-from bird_model.card import render_model_card
+from bird_model.card import default_model_name, render_model_card
+from bird_model.console import step
+from bird_model.curves import save_training_curves
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
 from bird_model.evaluation import Metrics, OutlierMetrics, classification_metrics, save_confusion_matrix
 from bird_model.monitoring import compute_baseline
@@ -59,10 +61,12 @@ def run_training(
     histories = train_two_phases(model, train, validation, settings.training)
 
     serving = features_and_probabilities(model)
-    train_features, train_probabilities = batched_predict(serving, train[0])
-    validation_features, validation_probabilities = batched_predict(serving, validation[0])
-    # Class means from training photos, the "unknown" threshold from validation photos.
-    detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
+    with step(f"Evaluating on {len(split.train)} training and {len(split.validation)} validation photos"):
+        train_features, train_probabilities = batched_predict(serving, train[0])
+        validation_features, validation_probabilities = batched_predict(serving, validation[0])
+    with step("Calibrating the unknown-photo threshold on the validation photos"):
+        # Class means from training photos, the "unknown" threshold from validation photos.
+        detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
     metrics = Metrics(
         validation=classification_metrics(validation[1], validation_probabilities, dataset.classes),
         training=classification_metrics(train[1], train_probabilities, dataset.classes),
@@ -79,12 +83,14 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
-        export_litert(model, staging / artifacts.LITERT_FILE)
-        detector.save(staging / artifacts.OOD_FILE)
-        baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
-        artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
-        write_folder_documents(staging, config, metrics, histories, dataset, split)
+        with step(f"Saving {artifacts.MODEL_FILE} and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
+            uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
+            export_litert(model, staging / artifacts.LITERT_FILE)
+        with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
+            detector.save(staging / artifacts.OOD_FILE)
+            baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
+            artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
+            write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -132,7 +138,8 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
 
     return {
         "format_version": artifacts.FORMAT_VERSION,
-        "model_name": "bird-classifier-" + "-".join(c.split()[0].lower() for c in dataset.classes)[:60],
+        "model_name": settings.model_name or default_model_name([source.record() for source in sources]),
+        "license": settings.license,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "classes": dataset.classes,
         "num_classes": len(dataset.classes),
@@ -170,6 +177,7 @@ def write_folder_documents(
     artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
     artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
     save_confusion_matrix(metrics.validation.confusion_matrix, dataset.classes, folder / artifacts.CONFUSION_FILE)
+    save_training_curves(histories, folder / artifacts.CURVES_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
     artifacts.save_examples(folder, dataset, split)
 

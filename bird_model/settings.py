@@ -17,6 +17,11 @@ LATEST_LINK = RUNS_DIR / "latest"
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
 
+DEFAULT_LICENSE = "unknown"
+"""The model card's ``license`` without ``--license``: a model inherits its photos' terms,
+which only the trainer knows, so the card does not guess. Any Hub license id is accepted
+(https://huggingface.co/docs/hub/repositories-licenses)."""
+
 
 @dataclass(frozen=True)
 class TrainingOptions:
@@ -40,6 +45,10 @@ class RunSettings:
     unknown_pass_rate: float = 0.97
     """Share of new in-distribution photos that should pass the "not one of my birds" check;
     the unknown threshold is calibrated on the validation photos for it (:mod:`bird_model.ood`)."""
+    model_name: str | None = None
+    """The card's title and ``model_name``; None derives it from the first data source
+    (``parrots`` -> ``parrots-classifier``: :func:`bird_model.card.default_model_name`)."""
+    license: str = DEFAULT_LICENSE
     training: TrainingOptions = field(default_factory=TrainingOptions)
 
 

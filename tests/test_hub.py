@@ -191,6 +191,7 @@ def test_published_card_renders_with_metadata(fake_hub: FakeHub, model_folder: P
     assert card.data.library_name == "keras" and card.data.pipeline_tag == "image-classification"
     assert card.data.eval_results[0].metric_type == "accuracy"
     assert f'snapshot_download("{REPO}")' in card.text
+    assert {"confusion_matrix.png", "training_curves.png"} <= set(fake_hub.files(REPO)), "the card's pictures go up"
     assert read_model_folder(folder).config["repo_id"] == REPO
 
 

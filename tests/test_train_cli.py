@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
@@ -16,23 +19,36 @@ FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "-
 
 def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
-    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    # TensorFlow's C++ log level as a user has it (unset), not the test suite's quiet one.
+    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST, "--license", "cc-by-4.0",
+                        env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
     assert "Validation accuracy" in result.stdout
+    printed = result.stdout + result.stderr
+    assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
+                         re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    for silent_step in ("Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
+                        "converting it to model.tflite", "Writing the model folder"):
+        assert silent_step in result.stdout
 
     folder = read_model_folder(output)
     assert folder.classes == ["blue bird", "red bird"]
     names = {p.name for p in output.iterdir()}
     assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
-            "confusion_matrix.png", "dataset_report.json", "split.json", "examples"} <= names
+            "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
     assert folder.config["image_size"] == 32 and folder.config["base_weights"] == "none"
     assert folder.config["dataset"]["split_counts"]["validation"] == {"blue bird": 1, "red bird": 1}
     split = json.loads((output / "split.json").read_text())
     assert len(split["train"]) == 10 and all(len(row["sha256"]) == 64 for row in split["validation"])
-    card = (output / "README.md").read_text()
-    assert card.startswith("---\n") and "library_name: keras" in card and "pipeline_tag: image-classification" in card
+    card = ModelCard.load(output / "README.md")
+    assert (card.data.library_name, card.data.pipeline_tag) == ("keras", "image-classification")
+    assert (card.data.model_name, card.data.license, card.data.base_model) == ("birds-classifier", "cc-by-4.0", None)
+    pictures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", card.text)
+    assert pictures == ["confusion_matrix.png", "training_curves.png"]
+    for picture in pictures:
+        assert Image.open(output / picture).size > (100, 100), picture
     written = json.loads((output / "metrics.json").read_text())
     assert set(written["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
     assert Metrics.from_json(written).to_json() == written and folder.metrics == Metrics.from_json(written)

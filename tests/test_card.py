@@ -1,0 +1,108 @@
+"""The model card as a Hub visitor reads it: valid metadata, honest base weights, readable with
+500 classes, and a usage snippet that decodes a photo exactly as training does."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from bird_model.card import IMAGENET_BASE_MODEL, render_model_card
+from bird_model.evaluation import Metrics, classification_metrics
+from bird_model.images import load_rgb
+
+
+def card_for(classes: int, base_weights: str = "imagenet", sources: list[dict] | None = None) -> ModelCard:
+    """A card rendered (and parsed back, as the Hub does) for a synthetic run of ``classes`` classes."""
+    names = [f"Species number {index:03d}" for index in range(classes)]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(classes), 3)
+    probabilities = rng.dirichlet(np.ones(classes), size=len(labels))
+    probabilities[np.arange(len(labels)), labels] += 1.0
+    split = classification_metrics(labels, probabilities / probabilities.sum(axis=1, keepdims=True), names)
+    config = {
+        "model_name": "synthetic-classifier", "license": "cc-by-4.0", "classes": names, "image_size": 224,
+        "base_weights": base_weights, "training": {"fine_tune_fraction": 0.3},
+        "versions": {"tensorflow": "2.x", "keras": "3.x"},
+        "dataset": {
+            "sources": sources or [{"spec": "photos", "type": "local", "name": "photos", "subfolder": "."}],
+            "fingerprint": "0" * 64, "usable": 12 * classes, "rejected": 0,
+            "split_counts": {"train": dict.fromkeys(names, 9), "validation": dict.fromkeys(names, 3)},
+        },
+    }
+    text = str(render_model_card(config, Metrics(validation=split, training=split)))
+    return ModelCard(text)
+
+
+def table_rows(markdown: str) -> int:
+    return len(re.findall(r"^\| Species number", markdown, re.MULTILINE))
+
+
+def test_metadata_is_hub_valid_and_names_what_the_model_came_from() -> None:
+    card = card_for(4, sources=[{"spec": "hf:someone/birds", "type": "hf", "repo_id": "someone/birds",
+                                 "revision": "main", "commit": "a" * 40, "subfolder": "."}])
+    data = card.data
+    assert data.base_model == IMAGENET_BASE_MODEL and data.license == "cc-by-4.0"
+    assert data.datasets == ["someone/birds"] and data.pipeline_tag == "image-classification"
+    assert data.library_name == "keras" and data.model_name == "synthetic-classifier"
+    assert data.eval_results and data.eval_results[0].metric_type == "accuracy"
+    assert "(confusion_matrix.png)" in card.text and "(training_curves.png)" in card.text
+    assert table_rows(card.text) == 4 and "<details>" not in card.text
+
+    stand_in = card_for(4, base_weights="mobilenet_v2.weights.h5")
+    assert stand_in.data.base_model is None and stand_in.data.datasets is None
+    assert "not a published checkpoint" in stand_in.text
+    assert card_for(4, base_weights="none").data.base_model is None
+
+
+def test_a_500_class_card_shows_the_weakest_classes_and_folds_the_rest() -> None:
+    text = card_for(500).text
+    before, folded = text.split("<details>", 1)
+    assert table_rows(before) == 10, "only the weakest classes before the fold"
+    assert table_rows(folded) == 500 and "</details>" in folded
+    assert "metrics.json" in before
+
+
+def snippet_decoder():
+    """``load_photo`` as the card's usage snippet defines it (imports and definitions only, no download)."""
+    block = re.search(r"```python\n(.*?)```", card_for(2).text, re.DOTALL).group(1)
+    tree = ast.parse(block)
+    tree.body = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
+    namespace: dict = {}
+    exec(compile(tree, "card-snippet", "exec"), namespace)
+    return namespace["load_photo"]
+
+
+def encoded(image: Image.Image, format_: str, **options) -> io.BytesIO:
+    buffer = io.BytesIO()
+    image.save(buffer, format_, **options)
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_the_card_snippet_decodes_exactly_like_training(orientation: int) -> None:
+    load_photo = snippet_decoder()
+    rng = np.random.default_rng(orientation)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    noise = rng.integers(0, 256, (900, 1300, 3), dtype=np.uint8)
+    gradient = np.linspace(0, 255, 1300, dtype=np.uint8)[None, :, None].repeat(900, 0).repeat(3, 2)
+    photos = [
+        # A large camera photo with a rotation: decoded at reduced scale, shrunk, then rotated.
+        encoded(Image.fromarray(gradient // 2 + noise // 2), "JPEG", exif=exif, quality=90),
+        # A small rotated one: no shrinking, only rotation and resizing.
+        encoded(Image.fromarray(noise[:300, :400]), "JPEG", exif=exif),
+        # Transparency composited onto white.
+        encoded(Image.fromarray(np.dstack([noise[:500, :600], noise[:500, :600, :1]]), "RGBA"), "PNG"),
+    ]
+    for photo in photos:
+        expected = load_rgb(photo, 224)
+        photo.seek(0)
+        assert np.array_equal(load_photo(photo), expected)
