@@ -186,7 +186,7 @@ def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: P
     for index, sample in enumerate(dataset.samples):
         np.testing.assert_array_equal(load_rgb(sample.path, folder.image_size), dataset.pixels[index])
     webp = next(i for i, s in enumerate(dataset.samples) if s.path.suffix == ".webp")
-    _, trained_on = classifier.forward(dataset.pixels[webp : webp + 1])
+    trained_on = classifier.forward(dataset.pixels[webp : webp + 1]).probabilities
     served = classifier.classify(dataset.samples[webp].path).scores
     np.testing.assert_allclose([served[name] for name in folder.classes], trained_on[0], atol=1e-6)
 
