@@ -19,6 +19,7 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``litert``: converting to and running ``model.tflite``
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 - ``inference``: the serving-time classifier
+- ``overlay``: drawing where the model looked (its top class's activation map) over the photo
 - ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
 - ``feedback``: visitors' corrections: checks, storage as a folder-per-class dataset, reported accuracy
 - ``monitoring``: the prediction log, the training baseline, drift reports and plots; its

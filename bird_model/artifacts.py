@@ -73,6 +73,11 @@ class ModelFolder:
         folder = self.path / EXAMPLES_DIR
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
+    def example_class(self, photo: Path) -> str:
+        """The class an example photo shows (:func:`save_examples` names each after its class),
+        or its file name for one it did not write."""
+        return {_file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
+
 
 RUNS_DIR = Path("runs")
 LATEST_LINK = RUNS_DIR / "latest"

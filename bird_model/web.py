@@ -1,5 +1,5 @@
-"""The Gradio demo: a photo in, the top-k classes with their confidences out; visitors'
-corrections back; the operator's Monitoring tab."""
+"""The Gradio demo: a photo in, the top-k classes with their confidences and where the model
+looked out; visitors' corrections back; the operator's Monitoring tab."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Any
 
 import gradio as gr
 from gradio.components.label import LabelData
+from PIL import Image
 
 from bird_model.artifacts import ModelFolder, ModelFolderError
 from bird_model.feedback import NONE_OF_THESE, FeedbackError, FeedbackStore, read_visitor_reports
-from bird_model.images import ImageError
+from bird_model.images import ImageError, read_header
 from bird_model.inference import Classifier, Prediction
 from bird_model.monitoring import (
     FIGURE_NAMES,
@@ -104,6 +106,56 @@ class PhotoFeedback(gr.FlaggingCallback):
         return self.store.files
 
 
+class ClassifierPage(gr.Interface):
+    """``gr.Interface`` that also shows one component under its outputs that is not one of them.
+
+    The overlay belongs beside the answer, yet ``/predict``'s outputs are a documented API
+    that must not change; so it is rendered in the output column and filled by events of its own.
+    """
+
+    def __init__(self, *, beside_answer: gr.components.Component, **kwargs: Any) -> None:
+        self.beside_answer = beside_answer
+        super().__init__(**kwargs)
+
+    def render_output_column(self, submit_btn_in: gr.Button | None) -> Any:
+        outputs = self.output_components
+        self.output_components = [*outputs, self.beside_answer]
+        try:
+            return super().render_output_column(submit_btn_in)
+        finally:
+            self.output_components = outputs
+
+
+class RecentOverlays:
+    """The overlays of the last few answered photos, by upload path, for the page to show.
+
+    The page's answer and its overlay come from one forward pass, but reach the browser through
+    two events (``/predict``'s outputs cannot grow); the second event picks the overlay up here.
+    Gradio names an upload after its content, so a path always means the same photo.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._overlays: OrderedDict[str, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keep(self, photo: str, overlay: Image.Image) -> None:
+        with self._lock:
+            self._overlays[photo] = overlay
+            self._overlays.move_to_end(photo)
+            while len(self._overlays) > self.size:
+                self._overlays.popitem(last=False)
+
+    def get(self, photo: str | None) -> Image.Image | None:
+        with self._lock:
+            return self._overlays.get(photo) if photo is not None else None
+
+
+NO_PHOTO = "No photo received: upload a photo of a bird first."
+TOO_OLD = ("This model cannot show where it looked: its model.tflite was converted before the overlay existed. "
+           "Retrain it with the current train.py to get /explain.")
+
+
 def build_demo(
     classifier: Classifier,
     top_k: int,
@@ -112,7 +164,7 @@ def build_demo(
     delete_cache: tuple[int, int] | None = None,
     feedback: FeedbackStore | None = None,
 ) -> gr.Interface:
-    """``gr.Interface`` with ``api_name="predict"``; ``version`` names what is served.
+    """``gr.Interface`` with ``api_name="predict"`` and ``"explain"``; ``version`` names what is served.
 
     The API returns ``(label, details)``: ``label`` is ``gr.Label``'s
     ``{"label", "confidences"}`` (top ``k``), and ``details`` says whether the photo looks
@@ -121,49 +173,140 @@ def build_demo(
     is sent, so a caller that got an answer can count on it being recorded. ``delete_cache``
     is Gradio's (every, older than) sweep of uploaded files. With ``feedback``, visitors can
     report the right class: flag buttons under the answer (:class:`PhotoFeedback`) and the API
-    endpoint ``/feedback`` (:func:`add_feedback_api`).
+    endpoint ``/feedback`` (:func:`add_feedback_api`). ``/explain`` returns the overlay of where
+    the model looked (:func:`add_explain_api`); the page shows it beside the answer.
     """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
-    unknown_label = f"Unknown: this does not look like any of {_listing(classifier.classes)}"
+    unknown_label = f"Not one of the {len(classifier.classes)} birds I know"
+    overlays = RecentOverlays()
 
     def classify(photo: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         if photo is None:
-            raise gr.Error("No photo received: upload a photo of a bird first.")
+            raise gr.Error(NO_PHOTO, print_exception=False)
         try:
-            prediction = classifier.classify(photo)
+            explained = classifier.explain(photo)
         except ImageError as error:
             raise gr.Error(str(error), print_exception=False) from error
+        if explained.overlay is not None:
+            overlays.keep(photo, explained.overlay)
         if on_prediction is not None:
-            on_prediction(photo, prediction)
-        return answer(prediction, top_k, unknown_label, version)
+            on_prediction(photo, explained.prediction)
+        return answer(explained.prediction, top_k, unknown_label, version)
 
-    accuracy = folder.metrics.validation.accuracy
-    description = (
-        f"Upload a photo of a bird. This model knows {len(classifier.classes)} classes: "
-        f"{_listing(classifier.classes)}; a photo unlike all of them is called unknown.\n\n"
-        f"Validation accuracy {accuracy:.1%} on {folder.metrics.validation.count} photos · model {version}"
-    )
+    description = f"Upload a photo of a bird. {_knows(classifier.classes)}"
     if feedback is not None:
         description += f"\n\n{FEEDBACK_NOTICE}"
     callback = PhotoFeedback(feedback) if feedback is not None else None
-    interface = gr.Interface(
+    examples = folder.examples()
+    overlay = gr.Image(label="Where it looked for its top answer (bright: strongest evidence)", type="pil",
+                       interactive=False, render=False, visible=classifier.explains, height=260,
+                       elem_id="overlay")
+    interface = ClassifierPage(
+        beside_answer=overlay,
         fn=classify,
         inputs=PhotoUpload(type="filepath", label="Bird photo", sources=["upload", "webcam", "clipboard"]),
-        outputs=[VerdictLabel(num_top_classes=top_k, label="Prediction"), gr.JSON(label="Details")],
-        examples=[[str(path)] for path in folder.examples()] or None,
+        outputs=[
+            VerdictLabel(num_top_classes=top_k, label=f"Answer · bars: how much it looks like each bird I know "
+                                                      f"(they share 100%, even for a photo of none)"),
+            gr.JSON(label="Details (as the API returns them)"),
+        ],
+        examples=[[str(path)] for path in examples] or None,
+        example_labels=[folder.example_class(path) for path in examples] or None,
         cache_examples=False,
         title="Bird species classifier",
         description=description,
+        article=limits_note(folder, version),
         flagging_mode="never" if callback is None else "manual",
         flagging_options=None if callback is None else callback.options(),
         flagging_callback=callback,
         api_name="predict",
         delete_cache=delete_cache,
     )
+    photo_input, label_output = interface.input_components[0], interface.output_components[0]
+    with interface:
+        # A file the browser cannot show leaves a broken-image icon in the input: say at once
+        # what is wrong with it (the header is enough to know) and empty the input.
+        photo_input.upload(_check_header, photo_input, None, api_visibility="private",
+                           show_progress="hidden").failure(lambda: None, None, photo_input, api_visibility="private")
+        # Each new answer (or its clearing) brings the overlay from the same forward pass.
+        label_output.change(overlays.get, photo_input, overlay, api_visibility="private", show_progress="hidden")
+    add_explain_api(interface, classifier)
     if feedback is not None:
         add_feedback_api(interface, feedback)
     return interface
+
+
+def _check_header(photo: str | None) -> None:
+    if photo is None:
+        return
+    try:
+        read_header(photo)
+    except ImageError as error:
+        raise gr.Error(str(error), print_exception=False) from error
+
+
+LISTED_CLASSES = 12
+"""The description names every class up to this many; beyond, it names the first ones and a count."""
+
+
+def _knows(classes: list[str]) -> str:
+    if len(classes) <= LISTED_CLASSES:
+        return f"I know {len(classes)} birds: {_listing(classes)}."
+    shown = ", ".join(classes[:LISTED_CLASSES - 2])
+    return f"I know {len(classes)} birds: {shown} and {len(classes) - LISTED_CLASSES + 2} more (see below)."
+
+
+def limits_note(folder: ModelFolder, version: str) -> str:
+    """"What this model knows and its limits", from the model folder's config and metrics."""
+    config, validation = folder.config, folder.metrics.validation
+    trained_on = sum(config.get("dataset", {}).get("split_counts", {}).get("train", {}).values())
+    weights = config.get("base_weights") or "none (trained from scratch)"
+    classes = ", ".join(folder.classes)
+    if len(folder.classes) > LISTED_CLASSES:
+        classes = f"<details><summary>all {len(folder.classes)}</summary>{classes}</details>"
+    return (
+        "### What this model knows, and its limits\n"
+        f"- **Knows** {len(folder.classes)} birds: {classes}\n"
+        f"- **Trained on** {trained_on} photos, starting from the image model `{weights}` (MobileNetV2).\n"
+        f"- **Validation accuracy** {validation.accuracy:.1%} on {validation.count} photos it had not trained "
+        "on, from the same collection; photos from elsewhere may do worse.\n"
+        "- **Limits**: it always picks among the birds it knows, so a separate check calls a photo "
+        "unlike all of them unknown; that check is not perfect either. It sees the photo squeezed to "
+        f"{folder.image_size}x{folder.image_size} pixels: a small or distant bird, several birds, or a "
+        "drawing can fool it. The overlay shows where the evidence for its top answer was, not why.\n"
+        f"- Model {version}"
+    )
+
+
+def add_explain_api(interface: gr.Interface, classifier: Classifier) -> None:
+    """``/explain``: a photo in, the overlay of where the model looked for its top class out.
+
+    Its own endpoint, so ``/predict``'s documented outputs stay as they are; it shares the
+    classifier's concurrency slots, like ``/feedback``. A model converted before the overlay
+    existed answers every call with :data:`TOO_OLD`.
+    """
+    predict = next(fn for fn in interface.fns.values() if fn.api_name == "predict")
+
+    def explain(photo: str | None) -> Image.Image:
+        if not classifier.explains:
+            raise gr.Error(TOO_OLD, print_exception=False)
+        if photo is None:
+            raise gr.Error(NO_PHOTO, print_exception=False)
+        try:
+            explained = classifier.explain(photo)
+        except ImageError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        if explained.overlay is None:
+            raise gr.Error(TOO_OLD, print_exception=False)
+        return explained.overlay
+
+    with interface:
+        photo = PhotoUpload(type="filepath", label="Bird photo", visible=False)
+        overlay = gr.Image(label="Where it looked", type="pil", format="png", visible=False)
+        trigger = gr.Button("Explain", visible=False)
+        trigger.click(explain, photo, overlay, api_name="explain", concurrency_id=predict.concurrency_id,
+                      show_progress="hidden")
 
 
 FEEDBACK_NOTICE = (
@@ -227,14 +370,20 @@ def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
     return demo
 
 
+DIGITS = 4
+"""Decimals of the answer's scores: a 0.01% step, finer than any difference that means something."""
+
+
 def answer(prediction: Prediction, top_k: int, unknown_label: str, version: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two outputs: the label panel (top ``k`` scores) and the machine-readable verdict."""
-    confidences = [{"label": name, "confidence": score} for name, score in list(prediction.scores.items())[:top_k]]
+    confidences = [{"label": name, "confidence": round(score, DIGITS)}
+                   for name, score in list(prediction.scores.items())[:top_k]]
+    outlier_score = prediction.outlier_score
     details = {
         "verdict": "unknown" if prediction.unknown else "known",
         "label": prediction.label,
-        "confidence": prediction.confidence,
-        "outlier_score": prediction.outlier_score,
+        "confidence": round(prediction.confidence, DIGITS),
+        "outlier_score": round(outlier_score, DIGITS) if outlier_score is not None else None,
         "model": version,
     }
     label = unknown_label if prediction.unknown else prediction.label

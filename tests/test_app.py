@@ -104,7 +104,7 @@ def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
     page = urllib.request.urlopen(app.url + "config").read().decode()
     for name in read_model_folder(trained).classes:
         assert name in page
-    assert "Validation accuracy" in page
+    assert "Validation accuracy" in page and "What this model knows, and its limits" in page
 
 
 def status_of(url: str) -> int:
@@ -147,7 +147,7 @@ def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trai
     with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
         assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
         api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
-        assert sorted(api["named_endpoints"]) == ["/feedback", "/predict"]  # the tab adds no endpoint
+        assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/predict"]  # the tab adds no endpoint
 
 
 def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:
@@ -232,9 +232,9 @@ def test_unknown_verdict_heads_the_label_and_keeps_the_scores() -> None:
     from bird_model.inference import Prediction
     from bird_model.web import answer
 
-    scores = {"macaw": 0.6, "gray parrot": 0.3, "white parrot": 0.1}
-    label, details = answer(Prediction(scores, outlier_score=2.0, unknown=True), 2, "Unknown: not a bird I know", "v")
-    assert label == {"label": "Unknown: not a bird I know",
+    scores = {"macaw": 0.6000000238418579, "gray parrot": 0.29999998211860657, "white parrot": 0.1}
+    label, details = answer(Prediction(scores, outlier_score=2.0000123456, unknown=True), 2, "Not a bird I know", "v")
+    assert label == {"label": "Not a bird I know",
                      "confidences": [{"label": "macaw", "confidence": 0.6}, {"label": "gray parrot", "confidence": 0.3}]}
     assert details == {"verdict": "unknown", "label": "macaw", "confidence": 0.6, "outlier_score": 2.0, "model": "v"}
 
@@ -280,3 +280,19 @@ def log_once_it_says(app: RunningApp, text: str, timeout: float = 30) -> str:
         assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s:\n{log}"
         time.sleep(0.2)
     return log
+
+
+def test_explain_returns_the_overlay_and_a_missing_photo_is_one_line(
+    client: Client, app: RunningApp, trained: Path
+) -> None:
+    """``/explain`` answers with an image of the photo at model size (its content is a tiny test
+    model's); a call without a photo gets the page's message, and the server logs no traceback."""
+    folder = read_model_folder(trained)
+    overlay = client.predict(handle_file(str(folder.examples()[0])), api_name="/explain")
+    with Image.open(overlay) as image:
+        image.load()
+        assert image.size == (folder.image_size, folder.image_size)
+    for endpoint in ("/predict", "/explain"):
+        with pytest.raises(AppError, match="No photo received"):
+            client.predict(None, api_name=endpoint)
+    assert "Traceback" not in app.log()
