@@ -72,8 +72,9 @@ class VerdictLabel(gr.Label):
 class PhotoFeedback(gr.FlaggingCallback):
     """Gradio's flagging, storing a flagged photo as a correction in a :class:`FeedbackStore`.
 
-    One flag button per :meth:`options` entry: "Right", one per class the store can keep, and
-    "None of these". Gradio calls :meth:`flag` with the unprocessed inputs and outputs (the
+    One flag button per :meth:`options` entry: "Right", one per class the store can keep (up to
+    :data:`CLASS_BUTTONS` classes; beyond, the page picks the class from a dropdown,
+    :meth:`report_choice`), and "None of these". Gradio calls :meth:`flag` with the unprocessed inputs and outputs (the
     photo as its upload-cache file, which Gradio has checked is in its cache) and the pressed
     button's value. Only the photo and the value are used: the outputs come from the browser,
     so the model's answer is computed again by the store. Gradio runs flag events outside its
@@ -87,12 +88,21 @@ class PhotoFeedback(gr.FlaggingCallback):
         self.store = store
         self._reported = {self.RIGHT: None, self.NONE: NONE_OF_THESE}
         self._reported |= {f"class {index}": name for index, name in enumerate(store.storable)}
+        self.button_per_class = len(store.storable) <= CLASS_BUTTONS
 
     def options(self) -> list[tuple[str, str]]:
         """``flagging_options``: (button label, value); values are ours, never a class name, so no
         class can be mistaken for "right"."""
         classes = [(f"It is: {name}", f"class {index}") for index, name in enumerate(self.store.storable)]
-        return [("Right", self.RIGHT), *classes, ("None of these", self.NONE)]
+        return [("Right", self.RIGHT), *(classes if self.button_per_class else []), ("None of these", self.NONE)]
+
+    def report_choice(self, photo: str | None, reported: str | None) -> None:
+        """The dropdown's "It is this bird" for many classes: stored like a flag button's report."""
+        try:
+            self.store.report(photo, reported, via="page", right=False)
+        except (ImageError, FeedbackError) as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        gr.Info(f"Thank you: your photo is kept as {reported}.")
 
     def setup(self, components: Sequence[gr.components.Component], flagging_dir: str) -> None:
         """Nothing to prepare: the store writes into the prediction log folder, not ``flagging_dir``."""
@@ -106,20 +116,25 @@ class PhotoFeedback(gr.FlaggingCallback):
         return self.store.files
 
 
+CLASS_BUTTONS = 8
+"""Up to this many classes, each gets its own feedback button; beyond, a wall of buttons would
+bury the page (500 species), so the class is picked from a searchable dropdown instead."""
+
+
 class ClassifierPage(gr.Interface):
-    """``gr.Interface`` that also shows one component under its outputs that is not one of them.
+    """``gr.Interface`` that also shows components under its outputs that are not among them.
 
     The overlay belongs beside the answer, yet ``/predict``'s outputs are a documented API
     that must not change; so it is rendered in the output column and filled by events of its own.
     """
 
-    def __init__(self, *, beside_answer: gr.components.Component, **kwargs: Any) -> None:
+    def __init__(self, *, beside_answer: list[gr.components.Component], **kwargs: Any) -> None:
         self.beside_answer = beside_answer
         super().__init__(**kwargs)
 
     def render_output_column(self, submit_btn_in: gr.Button | None) -> Any:
         outputs = self.output_components
-        self.output_components = [*outputs, self.beside_answer]
+        self.output_components = [*outputs, *self.beside_answer]
         try:
             return super().render_output_column(submit_btn_in)
         finally:
@@ -202,8 +217,14 @@ def build_demo(
     overlay = gr.Image(label="Where it looked for its top answer (bright: strongest evidence)", type="pil",
                        interactive=False, render=False, visible=classifier.explains, height=260,
                        elem_id="overlay")
+    choice = (
+        [gr.Dropdown(feedback.storable, value=None, label="It is another bird: pick it (sending keeps your photo)",
+                     render=False),
+         gr.Button("Send: it is this bird", size="sm", render=False)]
+        if callback is not None and not callback.button_per_class else []
+    )
     interface = ClassifierPage(
-        beside_answer=overlay,
+        beside_answer=[overlay, *choice],
         fn=classify,
         inputs=PhotoUpload(type="filepath", label="Bird photo", sources=["upload", "webcam", "clipboard"]),
         outputs=[
@@ -231,10 +252,20 @@ def build_demo(
                            show_progress="hidden").failure(lambda: None, None, photo_input, api_visibility="private")
         # Each new answer (or its clearing) brings the overlay from the same forward pass.
         label_output.change(overlays.get, photo_input, overlay, api_visibility="private", show_progress="hidden")
+        if callback is not None and choice:
+            chosen, send = choice
+            send.click(callback.report_choice, [photo_input, chosen], None, api_visibility="private",
+                       concurrency_id=_predict_slots(interface))
     add_explain_api(interface, classifier)
     if feedback is not None:
         add_feedback_api(interface, feedback)
     return interface
+
+
+def _predict_slots(interface: gr.Interface) -> str:
+    """``/predict``'s concurrency id: events that decode photos share its slots, so they cannot
+    decode more photos at once than predictions do."""
+    return next(fn for fn in interface.fns.values() if fn.api_name == "predict").concurrency_id
 
 
 def _check_header(photo: str | None) -> None:
@@ -286,7 +317,6 @@ def add_explain_api(interface: gr.Interface, classifier: Classifier) -> None:
     classifier's concurrency slots, like ``/feedback``. A model converted before the overlay
     existed answers every call with :data:`TOO_OLD`.
     """
-    predict = next(fn for fn in interface.fns.values() if fn.api_name == "predict")
 
     def explain(photo: str | None) -> Image.Image:
         if not classifier.explains:
@@ -305,7 +335,7 @@ def add_explain_api(interface: gr.Interface, classifier: Classifier) -> None:
         photo = PhotoUpload(type="filepath", label="Bird photo", visible=False)
         overlay = gr.Image(label="Where it looked", type="pil", format="png", visible=False)
         trigger = gr.Button("Explain", visible=False)
-        trigger.click(explain, photo, overlay, api_name="explain", concurrency_id=predict.concurrency_id,
+        trigger.click(explain, photo, overlay, api_name="explain", concurrency_id=_predict_slots(interface),
                       show_progress="hidden")
 
 
@@ -324,7 +354,6 @@ def add_feedback_api(interface: gr.Interface, store: FeedbackStore) -> None:
     components. It shares the classifier's concurrency slots, so reports cannot decode more
     photos at once than predictions do. It answers what was stored and nothing else.
     """
-    predict = next(fn for fn in interface.fns.values() if fn.api_name == "predict")
 
     def report(photo: str | None, reported: str | None) -> dict[str, str]:
         try:
@@ -338,7 +367,7 @@ def add_feedback_api(interface: gr.Interface, store: FeedbackStore) -> None:
         reported = gr.Textbox(label=f"Class (or {NONE_OF_THESE})", visible=False)
         stored = gr.JSON(label="Stored", visible=False)
         trigger = gr.Button("Send feedback", visible=False)
-        trigger.click(report, [photo, reported], stored, api_name="feedback", concurrency_id=predict.concurrency_id,
+        trigger.click(report, [photo, reported], stored, api_name="feedback", concurrency_id=_predict_slots(interface),
                       show_progress="hidden")
 
 

@@ -296,3 +296,38 @@ def test_explain_returns_the_overlay_and_a_missing_photo_is_one_line(
         with pytest.raises(AppError, match="No photo received"):
             client.predict(None, api_name=endpoint)
     assert "Traceback" not in app.log()
+
+
+def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) -> None:
+    """Built in-process for a stand-in of 500 species (no model runs): the headline names a few
+    classes and a count, the limits note folds the full list away, and feedback is two flag
+    buttons and a dropdown of every class instead of 502 buttons."""
+    import dataclasses
+
+    import gradio as gr
+
+    from bird_model.feedback import FeedbackStore
+    from bird_model.monitoring import ModelIdentity
+    from bird_model.web import build_demo
+
+    classes = [f"species {index:03d}" for index in range(500)]
+    folder = dataclasses.replace(read_model_folder(trained), classes=classes)
+
+    @dataclasses.dataclass
+    class ManyClasses:
+        folder: object
+        classes: list[str]
+        explains: bool = True
+
+    classifier = ManyClasses(folder, classes)
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), classifier)
+    demo = build_demo(classifier, 5, version="v", feedback=store)
+    description = next(block for block in demo.blocks.values()
+                       if isinstance(block, gr.Markdown) and "Upload a photo" in str(block.value))
+    assert "500 birds" in description.value and "species 499" not in description.value
+    buttons = [block.value for block in demo.blocks.values() if isinstance(block, gr.Button)]
+    assert not any(str(label).startswith("It is:") for label in buttons), buttons
+    assert {"Right", "None of these", "Send: it is this bird"} <= set(buttons)
+    dropdown = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
+    assert [choice[0] for choice in dropdown.choices] == classes
+    assert "<details>" in demo.article
