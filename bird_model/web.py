@@ -215,7 +215,7 @@ def build_demo(
     callback = PhotoFeedback(feedback) if feedback is not None else None
     examples = folder.examples()
     overlay = gr.Image(label="Where it looked for its top answer (bright: strongest evidence)", type="pil",
-                       interactive=False, render=False, visible=classifier.explains, height=260,
+                       interactive=False, render=False, visible=False,
                        elem_id="overlay")
     choice = (
         [gr.Dropdown(feedback.storable, value=None, label="It is another bird: pick it (sending keeps your photo)",
@@ -232,12 +232,8 @@ def build_demo(
                                                       f"(they share 100%, even for a photo of none)"),
             gr.JSON(label="Details (as the API returns them)"),
         ],
-        examples=[[str(path)] for path in examples] or None,
-        example_labels=[folder.example_class(path) for path in examples] or None,
-        cache_examples=False,
         title="Bird species classifier",
         description=description,
-        article=limits_note(folder, version),
         flagging_mode="never" if callback is None else "manual",
         flagging_options=None if callback is None else callback.options(),
         flagging_callback=callback,
@@ -250,8 +246,25 @@ def build_demo(
         # what is wrong with it (the header is enough to know) and empty the input.
         photo_input.upload(_check_header, photo_input, None, api_visibility="private",
                            show_progress="hidden").failure(lambda: None, None, photo_input, api_visibility="private")
-        # Each new answer (or its clearing) brings the overlay from the same forward pass.
-        label_output.change(overlays.get, photo_input, overlay, api_visibility="private", show_progress="hidden")
+        # Each new answer (or its clearing) brings the overlay from the same forward pass; the
+        # overlay is shown only while there is one (never for a model too old to draw it).
+        def show_overlay(photo: str | None) -> gr.Image:
+            shown = overlays.get(photo)
+            return gr.Image(shown, visible=shown is not None)
+
+        label_output.change(show_overlay, photo_input, overlay, api_visibility="private", show_progress="hidden")
+        if examples:
+            # A gallery rather than Interface's examples: those show either the photos or
+            # their labels, and a visitor needs both to know what each class looks like.
+            gallery = gr.Gallery([(str(path), folder.example_class(path)) for path in examples],
+                                 label="Examples: click one to try it", columns=min(len(examples), 6),
+                                 height="auto", allow_preview=False, object_fit="cover")
+
+            def pick(selected: gr.SelectData) -> str:
+                return str(examples[selected.index])
+
+            gallery.select(pick, None, photo_input, api_visibility="private", show_progress="hidden")
+        gr.Markdown(limits_note(folder, version))
         if callback is not None and choice:
             chosen, send = choice
             send.click(callback.report_choice, [photo_input, chosen], None, api_visibility="private",
