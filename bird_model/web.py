@@ -20,7 +20,7 @@ from PIL import Image
 from bird_model.artifacts import ModelFolder, ModelFolderError
 from bird_model.feedback import NONE_OF_THESE, FeedbackError, FeedbackStore, read_visitor_reports
 from bird_model.images import ImageError, read_header
-from bird_model.inference import Classifier, Prediction
+from bird_model.inference import Classifier, Explanation, Prediction
 from bird_model.monitoring import (
     FIGURE_NAMES,
     ModelIdentity,
@@ -197,12 +197,7 @@ def build_demo(
     overlays = RecentOverlays()
 
     def classify(photo: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        if photo is None:
-            raise gr.Error(NO_PHOTO, print_exception=False)
-        try:
-            explained = classifier.explain(photo)
-        except ImageError as error:
-            raise gr.Error(str(error), print_exception=False) from error
+        explained = _explained(classifier, photo)
         if explained.overlay is not None:
             overlays.keep(photo, explained.overlay)
         if on_prediction is not None:
@@ -275,6 +270,16 @@ def build_demo(
     return interface
 
 
+def _explained(classifier: Classifier, photo: str | None) -> Explanation:
+    """One forward pass for the page or the API; a missing or unusable photo is a one-line message."""
+    if photo is None:
+        raise gr.Error(NO_PHOTO, print_exception=False)
+    try:
+        return classifier.explain(photo)
+    except ImageError as error:
+        raise gr.Error(str(error), print_exception=False) from error
+
+
 def _predict_slots(interface: gr.Interface) -> str:
     """``/predict``'s concurrency id: events that decode photos share its slots, so they cannot
     decode more photos at once than predictions do."""
@@ -334,12 +339,7 @@ def add_explain_api(interface: gr.Interface, classifier: Classifier) -> None:
     def explain(photo: str | None) -> Image.Image:
         if not classifier.explains:
             raise gr.Error(TOO_OLD, print_exception=False)
-        if photo is None:
-            raise gr.Error(NO_PHOTO, print_exception=False)
-        try:
-            explained = classifier.explain(photo)
-        except ImageError as error:
-            raise gr.Error(str(error), print_exception=False) from error
+        explained = _explained(classifier, photo)
         if explained.overlay is None:
             raise gr.Error(TOO_OLD, print_exception=False)
         return explained.overlay
