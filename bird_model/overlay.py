@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image
 
 COLORMAP = "inferno"
@@ -12,7 +13,14 @@ in grey scale and for colour-blind visitors (matplotlib's perceptually uniform m
 OPACITY = 0.5
 """Share of the heat map in the blend: enough to read the map, little enough to see the bird."""
 
-_PALETTE = (colormaps[COLORMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8).tobytes()
+
+@cache
+def _palette() -> bytes:
+    """The colour map as Pillow's 256-entry palette; matplotlib loads at the first overlay, not
+    at the app's start (README.md, "Cold start")."""
+    from matplotlib import colormaps
+
+    return (colormaps[COLORMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8).tobytes()
 
 
 def draw_overlay(pixels: np.ndarray, activation: np.ndarray) -> Image.Image:
@@ -30,5 +38,5 @@ def draw_overlay(pixels: np.ndarray, activation: np.ndarray) -> Image.Image:
     levels = np.round(positive * (255 / peak) if peak > 0 else positive).astype(np.uint8)
     height, width = pixels.shape[:2]
     heat = Image.fromarray(levels, mode="L").resize((width, height), Image.Resampling.BILINEAR)
-    heat.putpalette(_PALETTE)
+    heat.putpalette(_palette())
     return Image.blend(Image.fromarray(pixels), heat.convert("RGB"), OPACITY)
