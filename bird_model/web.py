@@ -256,7 +256,8 @@ def build_demo(
                                  height="auto", allow_preview=False, object_fit="cover")
 
             def pick(selected: gr.SelectData) -> str:
-                return str(examples[selected.index])
+                """The clicked photo's copy in Gradio's cache (the model folder itself is blocked)."""
+                return selected.value["image"]["path"]
 
             gallery.select(pick, None, photo_input, api_visibility="private", show_progress="hidden")
         gr.Markdown(limits_note(folder, version))
