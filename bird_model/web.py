@@ -166,6 +166,8 @@ class RecentOverlays:
             return self._overlays.get(photo) if photo is not None else None
 
 
+PAGE_OVERLAY_SIDE = 320
+"""Pixels the page shows the overlay at (the API's ``/explain`` answers at the model's size)."""
 NO_PHOTO = "No photo received: upload a photo of a bird first."
 TOO_OLD = ("This model cannot show where it looked: its model.tflite was converted before the overlay existed. "
            "Retrain it with the current train.py to get /explain.")
@@ -210,7 +212,7 @@ def build_demo(
     callback = PhotoFeedback(feedback) if feedback is not None else None
     examples = folder.examples()
     overlay = gr.Image(label="Where it looked for its top answer (bright: strongest evidence)", type="pil",
-                       interactive=False, render=False, visible=False,
+                       interactive=False, render=False, visible=False, height=PAGE_OVERLAY_SIDE + 40,
                        elem_id="overlay")
     choice = (
         [gr.Dropdown(feedback.storable, value=None, label="It is another bird: pick it (sending keeps your photo)",
@@ -245,7 +247,11 @@ def build_demo(
         # overlay is shown only while there is one (never for a model too old to draw it).
         def show_overlay(photo: str | None) -> gr.Image:
             shown = overlays.get(photo)
-            return gr.Image(shown, visible=shown is not None)
+            if shown is None:
+                return gr.Image(None, visible=False)
+            # The browser never enlarges an image; at model size (96-224 px) it would be a thumbnail.
+            return gr.Image(shown.resize((PAGE_OVERLAY_SIDE, PAGE_OVERLAY_SIDE), Image.Resampling.BILINEAR),
+                            visible=True)
 
         label_output.change(show_overlay, photo_input, overlay, api_visibility="private", show_progress="hidden")
         if examples:
@@ -253,7 +259,7 @@ def build_demo(
             # their labels, and a visitor needs both to know what each class looks like.
             gallery = gr.Gallery([(str(path), folder.example_class(path)) for path in examples],
                                  label="Examples: click one to try it", columns=min(len(examples), 6),
-                                 height="auto", allow_preview=False, object_fit="cover")
+                                 height=260, allow_preview=False, object_fit="cover")
 
             def pick(selected: gr.SelectData) -> str:
                 """The clicked photo's copy in Gradio's cache (the model folder itself is blocked)."""
