@@ -258,8 +258,8 @@ def build_demo(
             # A gallery rather than Interface's examples: those show either the photos or
             # their labels, and a visitor needs both to know what each class looks like.
             gallery = gr.Gallery([(str(path), folder.example_class(path)) for path in examples],
-                                 label="Examples: click one to try it", columns=6,
-                                 height=250, allow_preview=False, object_fit="cover")
+                                 label="Examples: click one to try it", columns=min(len(examples), 6),
+                                 height="auto", allow_preview=False, object_fit="cover")
 
             def pick(selected: gr.SelectData) -> str:
                 """The clicked photo's copy in Gradio's cache (the model folder itself is blocked)."""
