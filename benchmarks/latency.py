@@ -2,11 +2,16 @@
 
     python benchmarks/latency.py [--model runs/parrots] [--photos ../shared/datasets/parrots]
 
+The overlay's cost is measured for a model folder from today's train.py (its model.tflite has
+the activation map); an older folder is timed without it.
+
 The original way is the issue's baseline: Pillow decode and resize, pixels scaled by 1/255
 (as that code did; this model scales its own 0-255 input, so only the timing is
 meaningful), then ``model.predict``. The serving path is ``Classifier.classify``, which
-serves ``model.tflite`` when the folder has one. Both run in one process and alternate
-call by call, so a busy neighbour on a shared machine slows both alike.
+serves ``model.tflite`` when the folder has one; with the overlay it is ``Classifier.explain``
+(the same forward pass, plus the activation map drawn over the photo), and the overlay's added
+cost is the median of its per-photo difference to ``classify``. All run in one process and
+alternate call by call, so a busy neighbour on a shared machine slows them alike.
 """
 
 from __future__ import annotations
@@ -64,6 +69,14 @@ def serving_path(folder: ModelFolder, top_k: int) -> TopK:
     return lambda photo: list(classifier.classify(photo).scores)[:top_k]
 
 
+def serving_path_with_overlay(folder: ModelFolder, top_k: int) -> TopK | None:
+    """None for a folder whose model.tflite predates the activation map output."""
+    classifier = Classifier(folder)
+    if not classifier.explains:
+        return None
+    return lambda photo: list(classifier.explain(photo).prediction.scores)[:top_k]
+
+
 def time_alternately(ways: dict[str, TopK], photos: list[Path], calls: int, warmup: int) -> dict[str, np.ndarray]:
     """Milliseconds per call for each way, the ways taking turns on the same photo."""
     for index in range(warmup):
@@ -87,6 +100,13 @@ def report(timings: dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
+def added_cost(timings: dict[str, np.ndarray], base: str, extended: str) -> str:
+    """The extension's cost per photo: its paired differences, photo by photo, to the base way."""
+    difference = timings[extended] - timings[base]
+    p50, p95 = np.percentile(difference, [50, 95])
+    return f"Overlay's added cost per photo ({extended} minus {base}, paired): p50 {p50:.2f} ms, p95 {p95:.2f} ms"
+
+
 def main() -> None:
     args = parse_args()
     folder = read_model_folder(args.model)
@@ -94,15 +114,19 @@ def main() -> None:
     if not photos:
         raise SystemExit(f"No photos under {args.photos}.")
     served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else folder.model_path.name
-    ways = {
-        "original: Pillow + model.predict": original_way(folder, args.top_k),
-        f"serving: Classifier.classify ({served})": serving_path(folder, args.top_k),
-    }
+    serving, explained = f"serving: Classifier.classify ({served})", "serving + overlay: Classifier.explain"
+    ways = {"original: Pillow + model.predict": original_way(folder, args.top_k), serving: serving_path(folder, args.top_k)}
+    if (with_overlay := serving_path_with_overlay(folder, args.top_k)) is not None:
+        ways[explained] = with_overlay
     timings = time_alternately(ways, photos, args.calls, args.warmup)
     print(describe_machine())
     print(f"Model {folder.path}, {folder.image_size} px; {args.calls} calls per way over {len(photos)} photos "
           f"after {args.warmup} warm-up calls\n")
     print(report(timings))
+    if explained in timings:
+        print(f"\n{added_cost(timings, serving, explained)}")
+    else:
+        print(f"\nNo overlay timing: {folder.path}'s model.tflite predates the activation map; retrain it to measure it.")
 
 
 if __name__ == "__main__":

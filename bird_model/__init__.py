@@ -24,6 +24,7 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``batch``: classifying photo files on disk outside the page (what ``evaluate`` and ``predict`` share)
 - ``evaluate``: the command grading a model on a labelled test set with training's metrics
 - ``predict``: the command classifying files and folders into CSV or JSON Lines
+- ``overlay``: drawing where the model looked (its top class's activation map) over the photo
 - ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
 - ``feedback``: visitors' corrections: checks, storage as a folder-per-class dataset, reported accuracy
 - ``monitoring``: the prediction log, the training baseline, drift reports and plots; its

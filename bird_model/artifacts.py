@@ -75,6 +75,11 @@ class ModelFolder:
         folder = self.path / EXAMPLES_DIR
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
+    def example_class(self, photo: Path) -> str:
+        """The class an example photo shows (:func:`save_examples` names each after its class),
+        or its file name for one it did not write."""
+        return {_file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
+
 
 def new_run_folder(runs: Path = RUNS_DIR) -> Path:
     """A fresh, time-stamped folder name under ``runs`` (UTC, sortable)."""

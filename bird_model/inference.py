@@ -3,8 +3,9 @@
 A folder written by today's training holds ``model.tflite``, served by the LiteRT
 interpreter without importing TensorFlow (milliseconds per photo, a cold start without
 TensorFlow's seconds of import). A folder without it is served from ``model.keras``
-through Keras. Either way one forward pass gives the class probabilities and the pooled
-features that the out-of-distribution detector (``ood.npz``) scores.
+through Keras. Either way one forward pass gives the class probabilities, the pooled
+features that the out-of-distribution detector (``ood.npz``) scores, and the top class's
+activation map that :meth:`Classifier.explain` draws over the photo.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 from bird_model.artifacts import LABELS_FILE, LITERT_FILE, OOD_FILE, ModelFolder, ModelFolderError
 from bird_model.images import load_rgb
-from bird_model.litert import LiteRTModel
+from bird_model.litert import ForwardPass, LiteRTModel
 from bird_model.ood import OutlierDetector
+from bird_model.overlay import draw_overlay
 
-Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-"""uint8 ``(n, size, size, 3)`` pixels in; ``(n, features)`` and ``(n, classes)`` probabilities out."""
+Forward = Callable[[np.ndarray], ForwardPass]
+"""uint8 ``(n, size, size, 3)`` pixels in; the serving model's outputs for them out."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +46,23 @@ class Prediction:
         return next(iter(self.scores.values()))
 
 
+@dataclass(frozen=True)
+class Explanation:
+    prediction: Prediction
+    overlay: Image.Image | None
+    """The photo as the model saw it (model size) with the top class's activation map over it;
+    None for a model converted before the map was an output (:attr:`Classifier.explains`)."""
+
+
 class Classifier:
     """A loaded model folder: decode a photo with the training decoder, score it, judge it."""
 
     def __init__(self, folder: ModelFolder) -> None:
         litert_path = folder.path / LITERT_FILE
         if litert_path.is_file():
-            model_path, (forward, outputs) = litert_path, _litert_forward(litert_path)
+            model_path, (forward, outputs, explains) = litert_path, _litert_forward(litert_path)
         else:
-            model_path, (forward, outputs) = folder.model_path, _keras_forward(folder.model_path)
+            model_path, (forward, outputs, explains) = folder.model_path, _keras_forward(folder.model_path)
         if outputs != len(folder.classes):
             raise ModelFolderError(
                 f"{model_path} predicts {outputs} classes but {folder.path / LABELS_FILE} names "
@@ -61,6 +72,9 @@ class Classifier:
         self.detector = OutlierDetector.load(detector_path) if detector_path.is_file() else None
         self.folder = folder
         self.forward = forward
+        self.explains = explains
+        """Whether :meth:`explain` can draw the overlay: False for a ``model.tflite`` converted
+        before the activation map was one of its outputs (retraining adds it)."""
 
     @property
     def classes(self) -> list[str]:
@@ -68,21 +82,33 @@ class Classifier:
 
     def classify(self, photo: str | Path | BinaryIO | bytes) -> Prediction:
         """Raises ``ImageError`` for an unusable photo."""
-        features, probabilities = self.forward(load_rgb(photo, self.folder.image_size)[np.newaxis])
-        order = np.argsort(probabilities[0])[::-1]
-        scores = {self.classes[i]: float(probabilities[0, i]) for i in order}
+        return self._judge(self.forward(load_rgb(photo, self.folder.image_size)[np.newaxis]))
+
+    def explain(self, photo: str | Path | BinaryIO | bytes) -> Explanation:
+        """The prediction and where the model looked for its top class, from one forward pass.
+
+        Raises ``ImageError`` for an unusable photo.
+        """
+        pixels = load_rgb(photo, self.folder.image_size)
+        outputs = self.forward(pixels[np.newaxis])
+        overlay = draw_overlay(pixels, outputs.activation[0]) if outputs.activation is not None else None
+        return Explanation(self._judge(outputs), overlay)
+
+    def _judge(self, outputs: ForwardPass) -> Prediction:
+        probabilities = outputs.probabilities[0]
+        scores = {self.classes[i]: float(probabilities[i]) for i in np.argsort(probabilities)[::-1]}
         if self.detector is None:
             return Prediction(scores, outlier_score=None, unknown=False)
-        outlier_score = float(self.detector.score(features)[0])
+        outlier_score = float(self.detector.score(outputs.features)[0])
         return Prediction(scores, outlier_score, unknown=outlier_score > self.detector.threshold)
 
 
-def _litert_forward(path: Path) -> tuple[Forward, int]:
+def _litert_forward(path: Path) -> tuple[Forward, int, bool]:
     model = LiteRTModel(path)
-    return model.outputs, model.num_classes
+    return model.outputs, model.num_classes, model.activation_shape is not None
 
 
-def _keras_forward(path: Path) -> tuple[Forward, int]:
+def _keras_forward(path: Path) -> tuple[Forward, int, bool]:
     """For folders without ``model.tflite``; TensorFlow loads only here.
 
     A Space deployed by ``bird_model.space`` installs neither TensorFlow nor Keras, so there
@@ -99,15 +125,15 @@ def _keras_forward(path: Path) -> tuple[Forward, int]:
             "current train.py, which also writes model.tflite."
         ) from error
 
-    from bird_model.model import features_and_probabilities
+    from bird_model.model import serving_model
 
     # safe_mode refuses to deserialise arbitrary Python code (Lambda layers) from a
     # downloaded file; our model has none, so a model that needs it is not ours.
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    function = tf.function(features_and_probabilities(model), reduce_retracing=True)
+    function = tf.function(serving_model(model), reduce_retracing=True)
 
-    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        features, probabilities = function(pixels.astype(np.float32))
-        return np.asarray(features), np.asarray(probabilities)
+    def forward(pixels: np.ndarray) -> ForwardPass:
+        features, probabilities, activation = function(pixels.astype(np.float32))
+        return ForwardPass(np.asarray(features), np.asarray(probabilities), np.asarray(activation))
 
-    return forward, int(model.output_shape[-1])
+    return forward, int(model.output_shape[-1]), True

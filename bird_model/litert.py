@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,9 @@ an inactive augmentation layer that became active, or a lost scaling layer, is f
 
 FEATURES_OUTPUT = "output_0"
 PROBABILITIES_OUTPUT = "output_1"
-"""Signature output names Keras gives the serving model's two outputs, in their order."""
+ACTIVATION_OUTPUT = "output_2"
+"""Signature output names Keras gives the serving model's outputs, in their order; files
+converted before the activation map existed have only the first two."""
 
 NUM_THREADS = min(2, os.cpu_count() or 1)
 """Interpreter threads per photo. On a 2-core machine a second thread nearly halves the
@@ -38,11 +41,25 @@ process keeps that core busy; the app's target, a 2-vCPU Space, is the first cas
 measured times: README.md, "Performance", Latency."""
 
 
+@dataclass(frozen=True)
+class ForwardPass:
+    """What one forward pass of the serving model gives for ``n`` photos."""
+
+    features: np.ndarray
+    """``(n, features)`` pooled features, for the out-of-distribution check."""
+    probabilities: np.ndarray
+    """``(n, classes)`` class probabilities."""
+    activation: np.ndarray | None
+    """``(n, h, w)`` class activation map of each photo's top class; None for a model converted
+    before it was an output."""
+
+
 def export_litert(model: keras.Model, path: Path) -> None:
     """Write the classifier as a fp32 ``.tflite`` file taking one ``(1, size, size, 3)`` photo.
 
-    The file answers with the pooled features (output 0, for the out-of-distribution check)
-    and the class probabilities (output 1) from one forward pass. A fixed batch of one is
+    The file answers with the pooled features (output 0, for the out-of-distribution check),
+    the class probabilities (output 1) and the top class's activation map (output 2) from one
+    forward pass (:func:`bird_model.model.serving_model`). A fixed batch of one is
     what serving sends: a dynamic batch made the interpreter spend about 30 ms reallocating
     at every change of batch size and was no faster per photo. The export calls the model
     with ``training=False``, so augmentation and dropout are left out. Raises
@@ -50,9 +67,9 @@ def export_litert(model: keras.Model, path: Path) -> None:
     """
     import tensorflow as tf
 
-    from bird_model.model import features_and_probabilities
+    from bird_model.model import serving_model
 
-    serving = features_and_probabilities(model)
+    serving = serving_model(model)
     size = int(model.input_shape[1])
     signature = [tf.TensorSpec((1, size, size, 3), tf.float32, name="pixels")]
     serving.export(str(path), format="litert", input_signature=signature, verbose=False)
@@ -60,11 +77,22 @@ def export_litert(model: keras.Model, path: Path) -> None:
 
 
 def _check_parity(serving: keras.Model, path: Path, size: int) -> None:
-    """Fail training rather than publish a serving model that answers differently."""
+    """Fail training rather than publish a serving model that answers differently.
+
+    The activation map is compared relative to its largest value: it is a sum over 1280
+    channels, so its absolute rounding differences grow with it, and the overlay draws it
+    scaled to its maximum anyway.
+    """
     pixels = np.random.default_rng(0).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
-    expected = [np.asarray(output) for output in serving(pixels.astype(np.float32), training=False)]
+    features, probabilities, activation = (np.asarray(output) for output in serving(pixels.astype(np.float32),
+                                                                                    training=False))
     converted = LiteRTModel(path).outputs(pixels)
-    difference = max(float(np.max(np.abs(got - want))) for got, want in zip(converted, expected))
+    scale = max(float(np.max(np.abs(activation))), 1e-12)
+    difference = max(
+        float(np.max(np.abs(converted.features - features))),
+        float(np.max(np.abs(converted.probabilities - probabilities))),
+        float(np.max(np.abs(converted.activation - activation))) / scale if converted.activation is not None else np.inf,
+    )
     if difference > PARITY_TOLERANCE:
         raise RuntimeError(
             f"{path} differs from the Keras model by up to {difference:.2e} (tolerance {PARITY_TOLERANCE:.0e}); "
@@ -89,16 +117,22 @@ class LiteRTModel:
         shapes = {name: details["shape"] for name, details in self._run.get_output_details().items()}
         self.num_features = int(shapes[FEATURES_OUTPUT][-1])
         self.num_classes = int(shapes[PROBABILITIES_OUTPUT][-1])
+        self.activation_shape = tuple(int(n) for n in shapes[ACTIVATION_OUTPUT][1:]) if ACTIVATION_OUTPUT in shapes else None
+        """``(h, w)`` of the activation map; None when the file predates it."""
         self._lock = threading.Lock()
 
-    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled features and class probabilities for uint8 ``(n, size, size, 3)`` pixels, one photo per call."""
+    def outputs(self, pixels: np.ndarray) -> ForwardPass:
+        """The forward pass for uint8 ``(n, size, size, 3)`` pixels, one photo per interpreter call."""
         batch = pixels.astype(np.float32)
         features = np.empty((len(batch), self.num_features), dtype=np.float32)
         probabilities = np.empty((len(batch), self.num_classes), dtype=np.float32)
+        shape = self.activation_shape
+        activation = np.empty((len(batch), *shape), dtype=np.float32) if shape is not None else None
         with self._lock:
             for index in range(len(batch)):
                 answer = self._run(pixels=batch[index : index + 1])
                 features[index] = answer[FEATURES_OUTPUT][0]
                 probabilities[index] = answer[PROBABILITIES_OUTPUT][0]
-        return features, probabilities
+                if activation is not None:
+                    activation[index] = answer[ACTIVATION_OUTPUT][0]
+        return ForwardPass(features, probabilities, activation)

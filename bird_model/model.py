@@ -12,6 +12,8 @@ import keras
 BASE_NAME = "mobilenetv2"
 FEATURES_NAME = "features"
 """Name of the pooled-feature layer, the input of the head (and of later analyses)."""
+HEAD_NAME = "probabilities"
+"""Name of the softmax head, whose weights also weigh the class activation map."""
 
 
 def build_classifier(num_classes: int, image_size: int, base_weights: str | None, dropout: float = 0.2) -> keras.Model:
@@ -32,7 +34,7 @@ def build_classifier(num_classes: int, image_size: int, base_weights: str | None
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name=FEATURES_NAME)(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=HEAD_NAME)(x)
     return keras.Model(inputs, outputs, name="bird_classifier")
 
 
@@ -78,6 +80,42 @@ def features_and_probabilities(model: keras.Model) -> keras.Model:
     """The classifier with its pooled features as a second output: one forward pass serves both."""
     outputs = [model.get_layer(FEATURES_NAME).output, model.output]
     return keras.Model(model.input, outputs, name="bird_features_and_probabilities")
+
+
+def serving_model(model: keras.Model) -> keras.Model:
+    """The classifier as served: pooled features, probabilities and the top class's activation map.
+
+    One forward pass gives all three, so the "where the model looked" overlay costs a weighted
+    sum over the last convolution's channels, not a second pass or gradients.
+    """
+    feature_map = model.get_layer(FEATURES_NAME).input
+    activation = TopClassActivation(model.get_layer(HEAD_NAME), name="top_class_activation")(feature_map, model.output)
+    outputs = [model.get_layer(FEATURES_NAME).output, model.output, activation]
+    return keras.Model(model.input, outputs, name="bird_classifier_served")
+
+
+class TopClassActivation(keras.layers.Layer):
+    """Class activation map (Zhou et al., 2016) of the most probable class.
+
+    The head is global average pooling followed by one dense layer, so its score for a class is
+    the average over positions of the feature map weighted by that class's column of the dense
+    kernel; the same weighted sum kept per position shows which parts of the photo made the
+    score. ``(n, h, w, channels)`` and ``(n, classes)`` in, ``(n, h, w)`` out, in float32.
+    """
+
+    def __init__(self, head: keras.layers.Dense, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.head = head
+
+    def call(self, feature_map: object, probabilities: object) -> object:
+        ops = keras.ops
+        kernel = ops.cast(self.head.kernel, "float32")
+        # A mask product picks the top class's column with LiteRT's built-in operations (a gather
+        # by index, and Keras's argmax, convert to TensorFlow ops the interpreter lacks); a tie
+        # for the top, which float32 probabilities practically never have, sums the tied columns.
+        top = ops.cast(ops.equal(probabilities, ops.max(probabilities, axis=-1, keepdims=True)), "float32")
+        weights = ops.matmul(top, ops.transpose(kernel))
+        return ops.sum(ops.cast(feature_map, "float32") * weights[:, None, None, :], axis=-1)
 
 
 def uncompiled_copy(model: keras.Model) -> keras.Model:

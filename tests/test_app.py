@@ -105,7 +105,7 @@ def test_page_describes_the_model(app: RunningApp, trained: Path) -> None:
     page = urllib.request.urlopen(app.url + "config").read().decode()
     for name in read_model_folder(trained).classes:
         assert name in page
-    assert "Validation accuracy" in page
+    assert "Validation accuracy" in page and "What this model knows, and its limits" in page
 
 
 def status_of(url: str) -> int:
@@ -148,7 +148,7 @@ def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trai
     with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
         assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
         api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
-        assert sorted(api["named_endpoints"]) == ["/feedback", "/predict"]  # the tab adds no endpoint
+        assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/predict"]  # the tab adds no endpoint
 
 
 def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: P
     for index, sample in enumerate(dataset.samples):
         np.testing.assert_array_equal(load_rgb(sample.path, folder.image_size), dataset.pixels[index])
     webp = next(i for i, s in enumerate(dataset.samples) if s.path.suffix == ".webp")
-    _, trained_on = classifier.forward(dataset.pixels[webp : webp + 1])
+    trained_on = classifier.forward(dataset.pixels[webp : webp + 1]).probabilities
     served = classifier.classify(dataset.samples[webp].path).scores
     np.testing.assert_allclose([served[name] for name in folder.classes], trained_on[0], atol=1e-6)
 
@@ -240,9 +240,9 @@ def test_unknown_verdict_heads_the_label_and_keeps_the_scores() -> None:
     from bird_model.inference import Prediction
     from bird_model.web import answer
 
-    scores = {"macaw": 0.6, "gray parrot": 0.3, "white parrot": 0.1}
-    label, details = answer(Prediction(scores, outlier_score=2.0, unknown=True), 2, "Unknown: not a bird I know", "v")
-    assert label == {"label": "Unknown: not a bird I know",
+    scores = {"macaw": 0.6000000238418579, "gray parrot": 0.29999998211860657, "white parrot": 0.1}
+    label, details = answer(Prediction(scores, outlier_score=2.0000123456, unknown=True), 2, "Not a bird I know", "v")
+    assert label == {"label": "Not a bird I know",
                      "confidences": [{"label": "macaw", "confidence": 0.6}, {"label": "gray parrot", "confidence": 0.3}]}
     assert details == {"verdict": "unknown", "label": "macaw", "confidence": 0.6, "outlier_score": 2.0, "model": "v"}
 
@@ -288,3 +288,54 @@ def log_once_it_says(app: RunningApp, text: str, timeout: float = 30) -> str:
         assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s:\n{log}"
         time.sleep(0.2)
     return log
+
+
+def test_explain_returns_the_overlay_and_a_missing_photo_is_one_line(
+    client: Client, app: RunningApp, trained: Path
+) -> None:
+    """``/explain`` answers with an image of the photo at model size (its content is a tiny test
+    model's); a call without a photo gets the page's message, and the server logs no traceback."""
+    folder = read_model_folder(trained)
+    overlay = client.predict(handle_file(str(folder.examples()[0])), api_name="/explain")
+    with Image.open(overlay) as image:
+        image.load()
+        assert image.size == (folder.image_size, folder.image_size)
+    for endpoint in ("/predict", "/explain"):
+        with pytest.raises(AppError, match="No photo received"):
+            client.predict(None, api_name=endpoint)
+    assert "Traceback" not in app.log()
+
+
+def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) -> None:
+    """Built in-process for a stand-in of 500 species (no model runs): the headline names a few
+    classes and a count, the limits note folds the full list away, and feedback is two flag
+    buttons and a dropdown of every class instead of 502 buttons."""
+    import dataclasses
+
+    import gradio as gr
+
+    from bird_model.feedback import FeedbackStore
+    from bird_model.monitoring import ModelIdentity
+    from bird_model.web import build_demo
+
+    classes = [f"species {index:03d}" for index in range(500)]
+    folder = dataclasses.replace(read_model_folder(trained), classes=classes)
+
+    @dataclasses.dataclass
+    class ManyClasses:
+        folder: object
+        classes: list[str]
+        explains: bool = True
+
+    classifier = ManyClasses(folder, classes)
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), classifier)
+    demo = build_demo(classifier, 5, version="v", feedback=store)
+    description = next(block for block in demo.blocks.values()
+                       if isinstance(block, gr.Markdown) and "Upload a photo" in str(block.value))
+    assert "500 birds" in description.value and "species 499" not in description.value
+    buttons = [block.value for block in demo.blocks.values() if isinstance(block, gr.Button)]
+    assert not any(str(label).startswith("It is:") for label in buttons), buttons
+    assert {"Right", "None of these", "Send: it is this bird"} <= set(buttons)
+    dropdown = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
+    assert [choice[0] for choice in dropdown.choices] == classes
+    assert any("<details>" in str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown))

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -122,13 +122,28 @@ def assert_top_class_shown(panel: Locator, details: Locator, classes: list[str])
 
 
 def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
-    """A picture of the page for a person to check; ``BIRD_SCREENSHOTS`` collects them from CI."""
+    """A picture of the page for a person to check, its path printed (``pytest -s`` or the failure
+    report shows it); ``BIRD_SCREENSHOTS`` collects them all in one folder, from CI too."""
     path = tmp_path / name
     page.screenshot(path=path, full_page=True, animations="disabled")
     if target := os.environ.get("BIRD_SCREENSHOTS"):
         Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(target) / name)
+        path = Path(shutil.copy(path, Path(target) / name))
+    print(f"screenshot: {path}")
     return path
+
+
+def overlay_image(panel: Locator) -> Locator:
+    """The "where it looked" overlay beside the answer (``elem_id`` set by bird_model/web.py)."""
+    return panel.locator("#overlay img")
+
+
+def assert_loaded(image: Locator) -> None:
+    sync_api.expect(image).to_be_visible(timeout=TOAST_MS)
+    deadline = time.monotonic() + TOAST_MS / 1000
+    while image.evaluate("image => image.complete ? image.naturalWidth : 0") == 0:
+        assert time.monotonic() < deadline, "the overlay did not load"
+        time.sleep(0.1)
 
 
 def test_upload_then_example_are_classified(page: Page, app: RunningApp, trained: Path, tmp_path: Path) -> None:
@@ -140,7 +155,9 @@ def test_upload_then_example_are_classified(page: Page, app: RunningApp, trained
     sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
     details = panel.get_by_test_id("json")
     assert_top_class_shown(panel, details, folder.classes)
+    assert_loaded(overlay_image(panel))
     first_details = details.inner_text()
+    screenshot(page, tmp_path, "known.png")
 
     # Clearing first makes the next answer observable: the label panel empties, then refills.
     click(panel, "Clear")
@@ -153,7 +170,20 @@ def test_upload_then_example_are_classified(page: Page, app: RunningApp, trained
     sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
     assert_top_class_shown(panel, details, folder.classes)
     assert details.inner_text() != first_details, "the example's answer should replace the first photo's"
-    screenshot(page, tmp_path, "classified.png")
+    assert_loaded(overlay_image(panel))
+
+    # A photo of no bird at all (the verdict a tiny test model gives it varies: it is only shown).
+    noise = tmp_path / "noise.png"
+    Image.effect_noise((300, 300), 80).convert("RGB").save(noise)
+    click(panel, "Clear")
+    sync_api.expect(top_label(panel)).to_have_count(0)
+    set_photo(panel, noise)
+    click(panel, "Submit")
+    sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
+    assert_loaded(overlay_image(panel))
+    screenshot(page, tmp_path, "noise-photo.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, tmp_path, "phone-width.png")
 
 
 def write_text_as_jpeg(path: Path) -> None:
@@ -167,30 +197,36 @@ def write_truncated_jpeg(path: Path) -> None:
     path.write_bytes(full.read_bytes()[:3000])
 
 
-@pytest.mark.parametrize(
-    ("write", "message"),
-    [
-        (write_text_as_jpeg, "The file is not an image in a supported format"),
-        (write_truncated_jpeg, "The image data is corrupt or truncated"),
-    ],
-    ids=["text-as-jpeg", "truncated-jpeg"],
-)
-def test_bad_file_shows_its_message_in_a_toast(
-    page: Page, app: RunningApp, tmp_path: Path, write: Callable[[Path], None], message: str
-) -> None:
+def test_file_that_is_no_image_is_refused_at_upload_and_the_input_emptied(page: Page, app: RunningApp,
+                                                                          tmp_path: Path) -> None:
+    """The header says it is no image: the toast says so at once, and no broken-image icon stays."""
+    bad = tmp_path / "upload.jpg"
+    write_text_as_jpeg(bad)
+    panel = open_classifier(page, app.url)
+    panel.locator('input[type="file"]').set_input_files(bad)
+    assert "The file is not an image in a supported format" in error_toast(page).inner_text()
+    sync_api.expect(remove_photo_button(panel)).to_have_count(0, timeout=TOAST_MS)
+    screenshot(page, tmp_path, "bad-file.png")
+
+
+def test_truncated_photo_shows_its_message_in_a_toast(page: Page, app: RunningApp, tmp_path: Path) -> None:
     """PhotoUpload hands the file to our decoder, so the toast says what is wrong with it.
 
     (Stock ``gr.Image`` fails in Gradio's own preprocessing and shows a bare "Error" with no toast.)
     """
     bad = tmp_path / "upload.jpg"
-    write(bad)
+    write_truncated_jpeg(bad)
     panel = open_classifier(page, app.url)
     set_photo(panel, bad)
     click(panel, "Submit")
+    assert "The image data is corrupt or truncated" in error_toast(page).inner_text()
+    screenshot(page, tmp_path, "truncated-photo.png")
+
+
+def error_toast(page: Page) -> Locator:
     toast = page.get_by_test_id("toast-body").filter(has_text="Error").get_by_test_id("toast-text").first
     sync_api.expect(toast).to_be_visible(timeout=TOAST_MS)
-    assert message in toast.inner_text()
-    screenshot(page, tmp_path, f"error-toast-{write.__name__}.png")
+    return toast
 
 
 def test_monitoring_tab_shows_the_report_and_its_plots(

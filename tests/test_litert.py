@@ -17,8 +17,8 @@ import pytest
 from bird_model.artifacts import LITERT_FILE, ModelFolder, ModelFolderError
 from bird_model.images import load_rgb
 from bird_model.inference import Classifier
-from bird_model.litert import LiteRTModel, export_litert
-from bird_model.model import BASE_NAME, build_classifier, features_and_probabilities
+from bird_model.litert import ForwardPass, LiteRTModel, export_litert
+from bird_model.model import BASE_NAME, build_classifier, features_and_probabilities, serving_model
 from tests.conftest import PARROTS, QUIET_ENV, ROOT, needs_parrots, solid_photo
 
 TOLERANCE = 1e-4
@@ -44,19 +44,21 @@ def random_model(image_size: int) -> keras.Model:
     return model
 
 
-def keras_outputs(model: keras.Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The reference features and probabilities, checked to vary between photos so that matching them means something."""
-    features, probabilities = (
-        np.asarray(output) for output in features_and_probabilities(model)(pixels.astype(np.float32), training=False)
-    )
-    assert probabilities.std(axis=0).max() > 0.01, "the test model gives every photo the same answer"
-    return features, probabilities
+def keras_outputs(model: keras.Model, pixels: np.ndarray) -> ForwardPass:
+    """The reference outputs, checked to vary between photos so that matching them means something."""
+    outputs = ForwardPass(*(np.asarray(output) for output in serving_model(model)(pixels.astype(np.float32), training=False)))
+    assert outputs.probabilities.std(axis=0).max() > 0.01, "the test model gives every photo the same answer"
+    return outputs
 
 
 def assert_matches(served: LiteRTModel, model: keras.Model, pixels: np.ndarray) -> None:
-    for got, want in zip(served.outputs(pixels), keras_outputs(model, pixels), strict=True):
-        assert got.shape == want.shape
-        assert np.max(np.abs(got - want)) <= TOLERANCE
+    got, want = served.outputs(pixels), keras_outputs(model, pixels)
+    for name in ("features", "probabilities", "activation"):
+        assert getattr(got, name).shape == getattr(want, name).shape, name
+    assert np.max(np.abs(got.features - want.features)) <= TOLERANCE
+    assert np.max(np.abs(got.probabilities - want.probabilities)) <= TOLERANCE
+    # A sum over all channels: compared relative to its largest value, as the overlay draws it.
+    assert np.max(np.abs(got.activation - want.activation)) <= TOLERANCE * np.max(np.abs(want.activation))
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,28 @@ def test_classifier_refuses_a_conversion_with_another_label_map(exported: tuple[
     _, folder = exported
     with pytest.raises(ModelFolderError, match="model.tflite predicts 3 classes but .*labels.json names 2"):
         Classifier(served_folder(folder, CLASSES[:2]))
+
+
+def test_a_conversion_from_before_the_activation_map_is_still_served(
+    exported: tuple[keras.Model, Path], tmp_path: Path
+) -> None:
+    """Models published before the overlay existed keep answering; only the overlay is missing."""
+    import tensorflow as tf
+
+    model, _ = exported
+    old = tmp_path / LITERT_FILE
+    signature = [tf.TensorSpec((1, 64, 64, 3), tf.float32, name="pixels")]
+    features_and_probabilities(model).export(str(old), format="litert", input_signature=signature, verbose=False)
+    classifier = Classifier(served_folder(tmp_path, CLASSES))
+    photo = solid_photo(tmp_path / "bird.png", (40, 160, 60), size=64)
+    explained = classifier.explain(photo)
+    assert not classifier.explains and explained.overlay is None
+    assert explained.prediction == classifier.classify(photo)
+
+
+def test_overlay_is_the_photo_at_model_size(exported: tuple[keras.Model, Path], tmp_path: Path) -> None:
+    _, folder = exported
+    classifier = Classifier(served_folder(folder, CLASSES))
+    overlay = classifier.explain(solid_photo(tmp_path / "bird.png", (40, 160, 60), size=64)).overlay
+    assert classifier.explains and overlay is not None
+    assert (overlay.size, overlay.mode) == ((64, 64), "RGB")
