@@ -5,6 +5,10 @@ with a reason, so nothing is dropped silently. Photos that are the same picture 
 byte, or nearly: re-encoded, resized, re-cropped a little) are grouped, and a group always
 lands wholly in training or wholly in validation, so validation never grades the model on
 a photo it has effectively seen.
+
+Files are checked in worker processes, and every usable photo is decoded into the photo
+cache (:mod:`bird_model.cache`) on the way: a :class:`Dataset` names its photos, training
+reads their pixels from the cache (:mod:`bird_model.inputs`).
 """
 
 from __future__ import annotations
