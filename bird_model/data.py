@@ -178,7 +178,9 @@ def _check_in_parallel(paths: list[Path], cache: PhotoCache, show_progress: bool
     """:func:`_check_file` for every path, in order, in one worker process per core.
 
     Workers are spawned, not forked: the caller may have loaded TensorFlow, whose threads a
-    fork would copy mid-flight. Too few files for two workers are checked here, without the
+    fork would copy mid-flight. A spawned worker imports the caller's main script, so a script
+    that calls :func:`load_dataset` must guard its entry point (``if __name__ == "__main__":``),
+    as ``train.py`` and the benchmarks do. Too few files for two workers are checked here, without the
     second or so a worker takes to start.
     """
     check = functools.partial(_check_file, cache=cache)
