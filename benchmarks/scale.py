@@ -78,7 +78,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=100, help="classes of every dataset (default: 100)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bird-scale",
                         help="where the generated datasets are kept for reuse (default: %(default)s)")
-    parser.add_argument("--base-weights", default=str(PROXY_WEIGHTS), help="train.py --base-weights (default: stand-in)")
+    parser.add_argument("--base-weights", default=str(PROXY_WEIGHTS),
+                        help="train.py --base-weights (default: the stand-in weights)")
     parser.add_argument("--output", type=Path, help="results JSON (default: benchmarks/results/scale-<time>.json)")
     args = parser.parse_args()
     if any(photos < 2 * args.classes for photos in args.photos):
@@ -135,8 +136,9 @@ def measure(dataset: Path, photos: int, classes: int, base_weights: str) -> Scal
     """One train.py run on ``dataset`` with an empty photo cache, then its check again from that cache."""
     with tempfile.TemporaryDirectory(prefix="bird-scale-run-") as scratch:
         cache = Path(scratch) / "cache"
-        command = [sys.executable, str(ROOT / "train.py"), "--data", str(dataset), "--output", str(Path(scratch) / "run"),
-                   "--cache-dir", str(cache), "--base-weights", base_weights, "--epochs", "1", "--fine-tune-epochs", "1"]
+        command = [sys.executable, str(ROOT / "train.py"), "--data", str(dataset),
+                   "--output", str(Path(scratch) / "run"), "--cache-dir", str(cache),
+                   "--base-weights", base_weights, "--epochs", "1", "--fine-tune-epochs", "1"]
         print(f"\n=== {photos} photos: {' '.join(command)}", flush=True)
         load_before = os.getloadavg()[0]
         started = time.monotonic()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 DECODER_VERSION = 1
-"""Raise this whenever :func:`bird_model.images.load_rgb` changes the pixels it returns: old entries are then never read."""
+"""Raise this whenever :func:`bird_model.images.load_rgb` changes the pixels it returns: old entries go unread."""
 
 DIGEST_BYTES = hashlib.sha256().digest_size
 
@@ -56,7 +56,8 @@ class PhotoCache:
     def write(self, sha256: str, pixels: np.ndarray) -> None:
         """Store ``pixels`` atomically: a temporary file in the same folder, renamed over the entry."""
         if pixels.shape != (self.image_size, self.image_size, 3) or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels of shape {(self.image_size, self.image_size, 3)}, got {pixels.shape}")
+            expected = (self.image_size, self.image_size, 3)
+            raise ValueError(f"expected uint8 pixels of shape {expected}, got {pixels.dtype} {pixels.shape}")
         raw = np.ascontiguousarray(pixels).tobytes()
         target = self.entry(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -185,7 +185,9 @@ def _check_in_parallel(paths: list[Path], cache: PhotoCache, show_progress: bool
     """
     check = functools.partial(_check_file, cache=cache)
     workers = min(_usable_cores(), len(paths) // _PHOTOS_PER_TASK)
-    progress = functools.partial(tqdm, total=len(paths), desc="Checking photos", unit="photo", disable=not show_progress)
+    progress = functools.partial(
+        tqdm, total=len(paths), desc="Checking photos", unit="photo", disable=not show_progress
+    )
     if workers < 2:
         return list(progress(map(check, paths)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -196,7 +198,9 @@ def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DatasetError(f"The photo cache {folder} cannot be created ({error.strerror}); choose another with --cache-dir.")
+        raise DatasetError(
+            f"The photo cache {folder} cannot be created ({error.strerror}); choose another with --cache-dir."
+        ) from error
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DatasetError(f"The photo cache {folder} is not writable; choose another with --cache-dir.")
 

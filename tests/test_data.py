@@ -190,7 +190,8 @@ def test_the_photo_cache_is_reused_and_a_damaged_entry_is_rewritten(tmp_path: Pa
     assert [sample.dhash for sample in second.samples] == [sample.dhash for sample in first.samples]
     for sample in second.samples[:2]:
         np.testing.assert_array_equal(second.cache.read(sample.sha256), load_rgb(sample.path, 32))
-    assert load_dataset([root], 40, cache_dir, show_progress=False).timings.from_cache == 0, "another size, other entries"
+    other_size = load_dataset([root], 40, cache_dir, show_progress=False)
+    assert other_size.timings.from_cache == 0, "another image size has entries of its own"
     with pytest.raises(DatasetError, match="photo cache .* cannot be created"):
         load_dataset([root], 32, root / "red" / "0.png", show_progress=False)
 
