@@ -20,7 +20,7 @@ from bird_model.data import DatasetError
 from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, run_training
 from bird_model.release import Parent, find_parent, publish
-from bird_model.settings import DEFAULT_DATA, RunSettings, TrainingOptions
+from bird_model.settings import CACHE_ENV, DEFAULT_DATA, RunSettings, TrainingOptions, default_cache_dir
 from bird_model.sources import SPEC_FORMS, DataSourceError, resolve_source
 
 RUN = RunSettings(output=Path())
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--license", default=RUN.license, metavar="ID",
                         help=f"the model card's license, a Hub license id such as cc-by-4.0 or apache-2.0; "
                              f"the photos' terms decide it (default {RUN.license})")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help=f"where decoded photos are kept for later runs (default here: {default_cache_dir()}; "
+                             f"${CACHE_ENV} moves it)")
     parser.add_argument("--seed", type=int, default=TRAINING.seed,
                         help=f"seed for the split, augmentation and weights (default {TRAINING.seed})")
     hub = parser.add_argument_group("publishing to the Hugging Face Hub")
@@ -120,6 +123,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         overwrite=args.overwrite,
         model_name=args.model_name,
         license=args.license,
+        cache_dir=args.cache_dir or default_cache_dir(),
         training=TrainingOptions(
             epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, seed=args.seed
         ),

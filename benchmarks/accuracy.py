@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,13 +49,17 @@ from bird_model.evaluation import classification_metrics
 from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
 
+if TYPE_CHECKING:
+    from bird_model.inputs import Photos
+
 RECIPES = ("ours", "original")
 PARTS = ("cv", "time")
 CALIBRATION_BINS = 10
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
-Arrays = tuple[np.ndarray, np.ndarray]
-Trainer = Callable[[Arrays, Arrays, int, int, str | None, TrainingOptions], tuple[np.ndarray, dict]]
+Trainer = Callable[["Photos", "Photos", int, int, str | None, TrainingOptions], tuple[np.ndarray, dict]]
+"""Training and graded photos (``bird_model.inputs.Photos``, streamed from the photo cache), class count,
+image size, base weights, options -> probabilities of the graded photos and the histories."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,7 +129,6 @@ def cross_validate(args: argparse.Namespace) -> Iterator[dict]:
     """Train each selected recipe on each selected fold; yield one record per training, as it ends."""
     weights = resolve_base_weights(args.base_weights)
     dataset = load_dataset([args.data], args.image_size, show_progress=False)
-    labels = class_indices(dataset)
     folds = stratified_folds(dataset, args.k, args.seed)
     options = training_options(args)
     for fold in args.folds or range(args.k):
@@ -133,7 +136,7 @@ def cross_validate(args: argparse.Namespace) -> Iterator[dict]:
         for recipe in args.recipes:
             print(f"\n=== fold {fold}: {recipe}, {len(split.train)} training / {len(split.validation)} graded photos",
                   flush=True)
-            record = train_on_fold(TRAINERS[recipe], dataset, labels, split, args.image_size, weights, options)
+            record = train_on_fold(TRAINERS[recipe], dataset, split, args.image_size, weights, options)
             record.update(recipe=recipe, fold=fold)
             print(f"=== fold {fold}: {recipe} accuracy {record['accuracy']:.2%}, macro-F1 {record['macro_f1']:.3f}, "
                   f"ECE {record['ece']:.3f}, {record['seconds']:.0f} s, epochs {record['epochs']}", flush=True)
@@ -143,7 +146,6 @@ def cross_validate(args: argparse.Namespace) -> Iterator[dict]:
 def train_on_fold(
     trainer: Trainer,
     dataset: Dataset,
-    labels: np.ndarray,
     split: Split,
     image_size: int,
     weights: str | None,
@@ -152,30 +154,31 @@ def train_on_fold(
     """One training, graded on the fold: its scores and the raw probabilities behind them."""
     import keras
 
+    from bird_model.inputs import Photos
+
     keras.backend.clear_session()  # each training starts from a fresh graph, not the last one's leftovers
-    train = (dataset.pixels[split.train], labels[split.train])
-    validation = (dataset.pixels[split.validation], labels[split.validation])
+    train, validation = Photos.of(dataset, split.train), Photos.of(dataset, split.validation)
     started = time.monotonic()
     probabilities, histories = trainer(train, validation, len(dataset.classes), image_size, weights, options)
     seconds = time.monotonic() - started
-    metrics = classification_metrics(validation[1], probabilities, dataset.classes)
+    metrics = classification_metrics(validation.labels, probabilities, dataset.classes)
     return {
         "photos": len(split.validation),
         "seconds": seconds,
         "epochs": {phase: len(history["loss"]) for phase, history in histories.items()},
         "accuracy": metrics.accuracy,
         "macro_f1": metrics.macro_f1,
-        "ece": expected_calibration_error(validation[1], probabilities),
+        "ece": expected_calibration_error(validation.labels, probabilities),
         "classes": dataset.classes,
         "photos_graded": [f"{dataset.samples[index].label}/{dataset.samples[index].path.name}"
                           for index in split.validation],
-        "labels": validation[1].tolist(),
+        "labels": validation.labels.tolist(),
         "probabilities": probabilities.tolist(),
     }
 
 
 def train_ours(
-    train: Arrays, validation: Arrays, num_classes: int, image_size: int, weights: str | None, options: TrainingOptions
+    train: Photos, validation: Photos, num_classes: int, image_size: int, weights: str | None, options: TrainingOptions
 ) -> tuple[np.ndarray, dict]:
     """As ``pipeline.run_training`` trains: the product's model and two phases, untouched."""
     from bird_model.model import build_classifier
@@ -183,17 +186,17 @@ def train_ours(
 
     model = build_classifier(num_classes, image_size, weights)
     histories = train_two_phases(model, train, validation, options)
-    return np.asarray(batched_predict(model, validation[0])), histories
+    return np.asarray(batched_predict(model, validation)), histories
 
 
 def train_original(
-    train: Arrays, validation: Arrays, num_classes: int, image_size: int, weights: str | None, options: TrainingOptions
+    train: Photos, validation: Photos, num_classes: int, image_size: int, weights: str | None, options: TrainingOptions
 ) -> tuple[np.ndarray, dict]:
     from benchmarks import original_recipe
 
     model = original_recipe.build_original_classifier(num_classes, image_size, weights)
     histories = original_recipe.train_original(model, train, validation, options)
-    return original_recipe.predict_original(model, validation[0]), histories
+    return original_recipe.predict_original(model, validation), histories
 
 
 TRAINERS: dict[str, Trainer] = {"ours": train_ours, "original": train_original}
@@ -378,10 +381,6 @@ def weights_note(base_weights: str) -> str:
 def training_options(args: argparse.Namespace) -> TrainingOptions:
     return TrainingOptions(epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size,
                            seed=args.seed)
-
-
-def class_indices(dataset: Dataset) -> np.ndarray:
-    return np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
 
 
 def _cell(record: dict | None, what: str) -> str:

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bird_model.data import load_dataset, split_dataset
 from bird_model.evaluation import classification_metrics
+from bird_model.inputs import Photos
 from bird_model.model import BASE_NAME, unfreeze_top
 from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
@@ -83,16 +84,20 @@ def build_original_classifier(num_classes: int, image_size: int, base_weights: s
 
 def train_original(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray],
+    train: Photos,
+    validation: Photos,
     options: TrainingOptions,
     verbose: int = 2,
 ) -> dict[str, dict[str, list[float]]]:
-    """Fit ``model`` in place, both phases on ``ImageDataGenerator`` batches; return the histories."""
+    """Fit ``model`` in place, both phases on ``ImageDataGenerator`` batches; return the histories.
+
+    ``ImageDataGenerator.flow`` takes arrays, so the photos are read into memory first, as the
+    original notebook held them (only ``train.py`` streams them).
+    """
     keras.utils.set_random_seed(options.seed)
     generator = tf.keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255, **AUGMENTATION)
-    batches = generator.flow(train[0], train[1], batch_size=options.batch_size, seed=options.seed)
-    validation_data = (scale_0_1(validation[0]), validation[1])
+    batches = generator.flow(in_memory(train), train.labels, batch_size=options.batch_size, seed=options.seed)
+    validation_data = (in_memory(validation) / 255.0, validation.labels)
     print(f"Original recipe phase 1: head only, base frozen, up to {options.epochs} epochs", flush=True)
     histories = {"phase1": _fit(model, batches, validation_data, options.learning_rate, options.epochs, options,
                                 verbose)}
@@ -121,13 +126,14 @@ def _fit(
     return plain_history(history.history)
 
 
-def predict_original(model, pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities for uint8 pixels, scaled as the recipe trained."""
-    return model.predict(scale_0_1(pixels), batch_size=32, verbose=0)
+def predict_original(model, photos: Photos) -> np.ndarray:
+    """Class probabilities for ``photos``, scaled as the recipe trained."""
+    return model.predict(photos.batches(32, with_labels=False).map(lambda pixels: pixels / 255.0), verbose=0)
 
 
-def scale_0_1(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float32) / 255.0
+def in_memory(photos: Photos) -> np.ndarray:
+    """All of ``photos``' pixels in one float32 array of 0-255 values, read from the photo cache."""
+    return np.concatenate([pixels.numpy() for pixels in photos.batches(64, with_labels=False)])
 
 
 def parse_args() -> argparse.Namespace:
@@ -154,12 +160,10 @@ def main() -> None:
     )
     dataset = load_dataset([args.data], args.image_size, show_progress=False)
     split = split_dataset(dataset, args.val_split, args.seed)
-    labels = np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
-    train = (dataset.pixels[split.train], labels[split.train])
-    validation = (dataset.pixels[split.validation], labels[split.validation])
+    train, validation = Photos.of(dataset, split.train), Photos.of(dataset, split.validation)
     model = build_original_classifier(len(dataset.classes), args.image_size, weights)
     histories = train_original(model, train, validation, options)
-    metrics = classification_metrics(validation[1], predict_original(model, validation[0]), dataset.classes)
+    metrics = classification_metrics(validation.labels, predict_original(model, validation), dataset.classes)
     seconds = time.monotonic() - started
     args.result.write_text(json.dumps({"seconds": seconds, "validation": asdict(metrics), "history": histories}, indent=2))
     print(f"Done in {seconds:.0f} s. Validation accuracy {metrics.accuracy:.2%} "

@@ -9,6 +9,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``images``: decoding a photo into model-ready RGB pixels (shared by training and serving)
 - ``sources``: turning ``--data`` specs (local, ``kaggle:``, ``hf:``) into local folders
 - ``data``: finding, checking, de-duplicating and splitting a folder-per-class dataset
+- ``cache``: the photo cache: each usable photo decoded once, on disk, checksummed
+- ``inputs``: the training input: cached photos streamed through tf.data (``Photos``)
 - ``model``: the MobileNetV2 classifier
 - ``training``: the two-phase fine-tuning
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix

@@ -5,14 +5,23 @@ with a reason, so nothing is dropped silently. Photos that are the same picture 
 byte, or nearly: re-encoded, resized, re-cropped a little) are grouped, and a group always
 lands wholly in training or wholly in validation, so validation never grades the model on
 a photo it has effectively seen.
+
+Files are checked in worker processes, and every usable photo is decoded into the photo
+cache (:mod:`bird_model.cache`) on the way: a :class:`Dataset` names its photos, training
+reads their pixels from the cache (:mod:`bird_model.inputs`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import multiprocessing
+import os
 import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +29,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from bird_model.cache import PhotoCache
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.images import ImageError, load_rgb
+from bird_model.settings import default_cache_dir
 
 NEAR_DUPLICATE_BITS = 6
 """Two photos whose 64-bit difference hashes differ in at most this many bits are one group."""
@@ -46,16 +57,26 @@ class Rejection:
 
 
 @dataclass
+class CheckTimings:
+    """How the check went: seconds for reading, hashing and decoding, and for grouping; photos reused from the cache."""
+
+    check_seconds: float = 0.0
+    grouping_seconds: float = 0.0
+    from_cache: int = 0
+
+
+@dataclass
 class Dataset:
-    """Usable samples (with their decoded pixels, in the same order) and the rejected files."""
+    """Usable samples, their decoded pixels in :attr:`cache` (by ``sha256``), and the rejected files."""
 
     classes: list[str]
     samples: list[Sample]
-    pixels: np.ndarray
+    cache: PhotoCache
     rejections: list[Rejection] = field(default_factory=list)
     groups: list[list[int]] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
     """The folders the photos were read from, in ``--data`` order."""
+    timings: CheckTimings = field(default_factory=CheckTimings)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(sample.label for sample in self.samples)
@@ -91,48 +112,121 @@ class Split:
     validation: list[int]
 
 
-def load_dataset(folders: list[Path], image_size: int, show_progress: bool = True) -> Dataset:
-    """Scan every class folder of every root, decode what is usable, and check the result.
+def load_dataset(
+    folders: list[Path], image_size: int, cache_dir: Path | None = None, show_progress: bool = True
+) -> Dataset:
+    """Scan every class folder of every root, check every file in parallel, and check the result.
 
-    Several roots merge by class name, which is how new photos are added for retraining.
-    Raises :class:`DatasetError` for a dataset that cannot make a classifier.
+    Each usable photo is decoded into the photo cache under ``cache_dir`` (default:
+    :func:`bird_model.settings.default_cache_dir`) unless a whole entry is there already; the
+    dataset holds no pixels, training reads them from the cache. Several roots merge by class
+    name, which is how new photos are added for retraining. Raises :class:`DatasetError` for a
+    dataset that cannot make a classifier.
     """
+    started = time.monotonic()
+    cache = PhotoCache(cache_dir or default_cache_dir(), image_size)
     candidates, rejections = list_candidates(folders)
+    _check_writable(cache.root)
+    checked = _check_in_parallel([path for path, _ in candidates], cache, show_progress)
     samples: list[Sample] = []
-    pixels: list[np.ndarray] = []
     first_seen: dict[str, Sample] = {}
     labels_by_hash: dict[str, set[str]] = defaultdict(set)
-    for path, label in tqdm(candidates, desc="Checking photos", unit="photo", disable=not show_progress):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        labels_by_hash[digest].add(label)
-        if digest in first_seen:
-            original = _locate(first_seen[digest].path, folders)[1]
+    for (path, label), result in zip(candidates, checked, strict=True):
+        labels_by_hash[result.sha256].add(label)
+        if result.sha256 in first_seen:
+            original = _locate(first_seen[result.sha256].path, folders)[1]
             rejections.append(Rejection(path, f"byte-identical duplicate of {original}"))
-            continue
-        try:
-            array = load_rgb(path, image_size)
-        except ImageError as error:
-            rejections.append(Rejection(path, str(error)))
-            continue
-        sample = Sample(path, label, digest, _difference_hash(array))
-        first_seen[digest] = sample
-        samples.append(sample)
-        pixels.append(array)
+        elif result.dhash is None:
+            rejections.append(Rejection(path, result.problem))
+        else:
+            first_seen[result.sha256] = Sample(path, label, result.sha256, result.dhash)
+            samples.append(first_seen[result.sha256])
 
     conflicting = {digest for digest, labels in labels_by_hash.items() if len(labels) > 1}
-    keep = [i for i, sample in enumerate(samples) if sample.sha256 not in conflicting]
     for sample in samples:
         if sample.sha256 in conflicting:
             names = ", ".join(sorted(labels_by_hash[sample.sha256]))
             rejections.append(Rejection(sample.path, f"the same file is filed under several classes ({names})"))
-    samples = [samples[i] for i in keep]
-    stacked = np.stack([pixels[i] for i in keep]) if keep else np.zeros((0, image_size, image_size, 3), np.uint8)
+    samples = [sample for sample in samples if sample.sha256 not in conflicting]
 
     classes = sorted({label for _, label in candidates})
-    dataset = Dataset(classes, samples, stacked, sorted(rejections, key=lambda r: str(r.path)), roots=list(folders))
+    dataset = Dataset(classes, samples, cache, sorted(rejections, key=lambda r: str(r.path)), roots=list(folders))
+    dataset.timings.check_seconds = time.monotonic() - started
+    dataset.timings.from_cache = sum(result.from_cache for result in checked)
     _check_trainable(dataset, folders)
+    started = time.monotonic()
     dataset.groups = _group_near_duplicates(samples)
+    dataset.timings.grouping_seconds = time.monotonic() - started
     return dataset
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What checking one file found: its content hash, and its difference hash or why it is unusable."""
+
+    sha256: str
+    dhash: int | None
+    problem: str = ""
+    from_cache: bool = False
+
+
+_PHOTOS_PER_TASK = 32
+"""Files a worker checks per round trip; also the fewest per worker worth starting a process for."""
+
+
+def _check_in_parallel(paths: list[Path], cache: PhotoCache, show_progress: bool) -> list[_Checked]:
+    """:func:`_check_file` for every path, in order, in one worker process per core.
+
+    Workers are spawned, not forked: the caller may have loaded TensorFlow, whose threads a
+    fork would copy mid-flight. A spawned worker imports the caller's main script, so a script
+    that calls :func:`load_dataset` must guard its entry point (``if __name__ == "__main__":``),
+    as ``train.py`` and the benchmarks do. Too few files for two workers are checked here, without the
+    second or so a worker takes to start.
+    """
+    check = functools.partial(_check_file, cache=cache)
+    workers = min(_usable_cores(), len(paths) // _PHOTOS_PER_TASK)
+    progress = functools.partial(
+        tqdm, total=len(paths), desc="Checking photos", unit="photo", disable=not show_progress
+    )
+    if workers < 2:
+        return list(progress(map(check, paths)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(progress(pool.map(check, paths, chunksize=_PHOTOS_PER_TASK)))
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError(
+            f"The photo cache {folder} cannot be created ({error.strerror}); choose another with --cache-dir."
+        ) from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DatasetError(f"The photo cache {folder} is not writable; choose another with --cache-dir.")
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container or ``taskset`` may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_file(path: Path, cache: PhotoCache) -> _Checked:
+    """Hash a file and make sure the cache holds its decoded pixels; runs in a worker process.
+
+    A cached entry saves the decode; one that is missing or fails its checksum is decoded and
+    written again. The difference hash is computed from the decoded pixels, either way.
+    """
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    pixels = cache.read(digest)
+    if pixels is not None:
+        return _Checked(digest, _difference_hash(pixels), from_cache=True)
+    try:
+        pixels = load_rgb(content, cache.image_size)
+    except ImageError as error:
+        return _Checked(digest, None, str(error))
+    cache.write(digest, pixels)
+    return _Checked(digest, _difference_hash(pixels))
 
 
 def split_dataset(

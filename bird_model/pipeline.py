@@ -43,7 +43,7 @@ def run_training(
     artifacts.check_output_free(settings.output, settings.overwrite)
     weights = resolve_base_weights(settings.base_weights)
 
-    dataset = load_dataset([source.path for source in sources], settings.image_size)
+    dataset = load_dataset([source.path for source in sources], settings.image_size, settings.cache_dir)
     print_dataset_report(dataset)
     pinned = parent.validation_hashes if parent else frozenset()
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
@@ -52,24 +52,23 @@ def run_training(
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.litert import export_litert
     from bird_model.model import build_classifier, features_and_probabilities, uncompiled_copy
+    from bird_model.inputs import Photos
     from bird_model.training import batched_predict, train_two_phases
 
-    labels = np.array([dataset.classes.index(sample.label) for sample in dataset.samples])
-    train = (dataset.pixels[split.train], labels[split.train])
-    validation = (dataset.pixels[split.validation], labels[split.validation])
+    train, validation = Photos.of(dataset, split.train), Photos.of(dataset, split.validation)
     model = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
     histories = train_two_phases(model, train, validation, settings.training)
 
     serving = features_and_probabilities(model)
     with step(f"Evaluating on {len(split.train)} training and {len(split.validation)} validation photos"):
-        train_features, train_probabilities = batched_predict(serving, train[0])
-        validation_features, validation_probabilities = batched_predict(serving, validation[0])
+        train_features, train_probabilities = batched_predict(serving, train)
+        validation_features, validation_probabilities = batched_predict(serving, validation)
     with step("Calibrating the unknown-photo threshold on the validation photos"):
         # Class means from training photos, the "unknown" threshold from validation photos.
-        detector = fit_detector(train_features, train[1], validation_features, settings.unknown_pass_rate)
+        detector = fit_detector(train_features, train.labels, validation_features, settings.unknown_pass_rate)
     metrics = Metrics(
-        validation=classification_metrics(validation[1], validation_probabilities, dataset.classes),
-        training=classification_metrics(train[1], train_probabilities, dataset.classes),
+        validation=classification_metrics(validation.labels, validation_probabilities, dataset.classes),
+        training=classification_metrics(train.labels, train_probabilities, dataset.classes),
         outliers=OutlierMetrics(
             method=detector.method,
             threshold=detector.threshold,
@@ -88,7 +87,7 @@ def run_training(
             export_litert(model, staging / artifacts.LITERT_FILE)
         with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
             detector.save(staging / artifacts.OOD_FILE)
-            baseline = compute_baseline(dataset.classes, train[1], validation_probabilities, validation_features, detector)
+            baseline = compute_baseline(dataset.classes, train.labels, validation_probabilities, validation_features, detector)
             artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
             write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
@@ -183,7 +182,10 @@ def write_folder_documents(
 
 
 def print_dataset_report(dataset: Dataset) -> None:
+    timings = dataset.timings
     print(f"Dataset: {len(dataset.samples)} usable photos in {len(dataset.classes)} classes")
+    print(f"Checked in {timings.check_seconds:.1f} s ({timings.from_cache} photos from the cache in "
+          f"{dataset.cache.root}); near-duplicates grouped in {timings.grouping_seconds:.1f} s")
     for name, count in dataset.counts().items():
         print(f"  {count:5d}  {name}")
     if dataset.rejections:

@@ -6,6 +6,7 @@ option tables show the same values (``tests/test_settings.py`` compares them).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,20 @@ DEFAULT_LICENSE = "unknown"
 """The model card's ``license`` without ``--license``: a model inherits its photos' terms,
 which only the trainer knows, so the card does not guess. Any Hub license id is accepted
 (https://huggingface.co/docs/hub/repositories-licenses)."""
+CACHE_ENV = "BIRD_CACHE_DIR"
+"""Environment variable that moves the photo cache (``train.py --cache-dir`` overrides it in turn)."""
+
+
+def default_cache_dir() -> Path:
+    """Where decoded photos are cached (:mod:`bird_model.cache`): ``$BIRD_CACHE_DIR``, else the user's cache folder.
+
+    The user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``) rather than the project's: the
+    same photos trained from several clones or notebooks are decoded once, and cleaning caches
+    removes it like any other.
+    """
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bird-model" / "photos"
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,8 @@ class RunSettings:
     image_size: int = 224
     validation_fraction: float = 0.2
     overwrite: bool = False
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    """Decoded photos, reused by later runs (:func:`default_cache_dir`)."""
     unknown_pass_rate: float = 0.97
     """Share of new in-distribution photos that should pass the "not one of my birds" check;
     the unknown threshold is calibrated on the validation photos for it (:mod:`bird_model.ood`)."""

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from bird_model.inputs import Photos
 from bird_model.model import feature_extractor, unfreeze_top
 from bird_model.settings import TrainingOptions
 
 
 def train_two_phases(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray],
+    train: Photos,
+    validation: Photos,
     options: TrainingOptions,
     verbose: int = 2,
 ) -> dict[str, dict[str, list[float]]]:
@@ -30,8 +30,8 @@ def train_two_phases(
     keras.utils.set_random_seed(options.seed)
     print(f"Phase 1: head only on the frozen base's features, up to {options.epochs} epochs")
     extractor = feature_extractor(model)
-    train_features = batched_predict(extractor, train[0])
-    validation_features = batched_predict(extractor, validation[0])
+    train_features = batched_predict(extractor, train)
+    validation_features = batched_predict(extractor, validation)
     # The head model shares its layers with ``model``: fitting it trains the classifier's head.
     head_model = keras.Sequential(
         [keras.Input(train_features.shape[1:]), model.get_layer("dropout"), model.get_layer("probabilities")]
@@ -39,8 +39,8 @@ def train_two_phases(
     compile_model(head_model, options.learning_rate)
     head = head_model.fit(
         train_features,
-        train[1],
-        validation_data=(validation_features, validation[1]),
+        train.labels,
+        validation_data=(validation_features, validation.labels),
         batch_size=options.batch_size,
         epochs=options.epochs,
         callbacks=training_callbacks(options),
@@ -48,8 +48,8 @@ def train_two_phases(
     )
     histories = {"phase1": plain_history(head.history)}
     if options.fine_tune_epochs > 0:
-        train_data = _batches(*train, options.batch_size, shuffle_seed=options.seed)
-        validation_data = _batches(*validation, options.batch_size)
+        train_data = train.batches(options.batch_size, shuffle_seed=options.seed)
+        validation_data = validation.batches(options.batch_size)
         unfrozen = unfreeze_top(model, options.fine_tune_fraction)
         print(f"Phase 2: top {options.fine_tune_fraction:.0%} of the base ({unfrozen} layers) unfrozen, "
               f"up to {options.fine_tune_epochs} epochs")
@@ -67,24 +67,9 @@ def train_two_phases(
     return histories
 
 
-def batched_predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
-    """The model's output(s) for uint8 pixels, in batches to bound memory."""
-    return model.predict(_batches(pixels, None, batch_size), verbose=0)
-
-
-def _batches(
-    pixels: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None
-) -> tf.data.Dataset:
-    tensors = pixels if labels is None else (pixels, labels)
-    dataset = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(pixels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def _to_float(*tensors: tf.Tensor) -> tuple[tf.Tensor, ...] | tf.Tensor:
-    pixels = tf.cast(tensors[0], tf.float32)
-    return (pixels, *tensors[1:]) if len(tensors) > 1 else pixels
+def batched_predict(model: keras.Model, photos: Photos, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
+    """The model's output(s) for ``photos``, streamed from the photo cache in batches to bound memory."""
+    return model.predict(photos.batches(batch_size, with_labels=False), verbose=0)
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:

@@ -20,6 +20,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _http
 from PIL import Image
 
+from bird_model.settings import CACHE_ENV
 from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,15 @@ def make_dataset(root: Path, classes: dict[str, tuple[int, int, int]], per_class
         for index in range(per_class):
             solid_photo(root / name / f"{index}.png", colour, seed=start_seed + 1000 * offset + index)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One photo cache for every training run of the session (in-process or train.py), not the user's own."""
+    folder = tmp_path_factory.mktemp("photo-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -180,14 +180,17 @@ def _log_records(folder: Path) -> list[dict]:
 def test_serving_decodes_exactly_as_training_did(trained: Path, parrot_subset: Path) -> None:
     """Preprocessing parity: a photo's pixels, and so its scores, match between both paths."""
     from bird_model.inference import Classifier
+    from bird_model.inputs import Photos
 
     folder = read_model_folder(trained)
     classifier = Classifier(folder)
     dataset = load_dataset([parrot_subset], folder.image_size, show_progress=False)
+    everything = list(range(len(dataset.samples)))
+    streamed = np.concatenate([pixels.numpy() for pixels in Photos.of(dataset, everything).batches(8, with_labels=False)])
     for index, sample in enumerate(dataset.samples):
-        np.testing.assert_array_equal(load_rgb(sample.path, folder.image_size), dataset.pixels[index])
+        np.testing.assert_array_equal(load_rgb(sample.path, folder.image_size), streamed[index])
     webp = next(i for i, s in enumerate(dataset.samples) if s.path.suffix == ".webp")
-    trained_on = classifier.forward(dataset.pixels[webp : webp + 1]).probabilities
+    trained_on = classifier.forward(streamed[webp : webp + 1].astype(np.uint8)).probabilities
     served = classifier.classify(dataset.samples[webp].path).scores
     np.testing.assert_allclose([served[name] for name in folder.classes], trained_on[0], atol=1e-6)
 

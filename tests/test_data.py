@@ -21,6 +21,7 @@ from bird_model.data import (
     load_dataset,
     split_dataset,
 )
+from bird_model.images import load_rgb
 from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
@@ -53,7 +54,7 @@ def test_every_unusable_file_is_reported_with_its_reason(tmp_path: Path) -> None
     assert ".DS_Store" not in found
     assert dataset.classes == ["blue", "green", "red"]
     assert dataset.counts() == {"blue": 3, "green": 3, "red": 3}
-    assert dataset.pixels.shape == (9, 32, 32, 3)
+    assert all(dataset.cache.read(sample.sha256).shape == (32, 32, 3) for sample in dataset.samples)
 
 
 def test_the_same_file_under_two_classes_is_not_used(tmp_path: Path) -> None:
@@ -167,6 +168,32 @@ def test_reference_dataset_is_read_whole_with_its_near_pairs_grouped() -> None:
         frozenset({"Gray parrot (41).jpg", "Gray parrot (42).jpg"}),
         frozenset({"macaw (15).jpg", "macaw (47).jpg"}),
     }
+
+
+def test_the_photo_cache_is_reused_and_a_damaged_entry_is_rewritten(tmp_path: Path) -> None:
+    """66 photos: enough for the check to run in worker processes on a machine with two cores or more."""
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=22)
+    cache_dir = tmp_path / "cache"
+    first = load_dataset([root], 32, cache_dir, show_progress=False)
+    assert first.timings.from_cache == 0
+    entries = [first.cache.entry(sample.sha256) for sample in first.samples]
+    assert sorted(path for path in cache_dir.rglob("*") if path.is_file()) == sorted(entries), "one file per photo"
+
+    truncated, garbled, *whole = entries
+    truncated.write_bytes(truncated.read_bytes()[:100])  # a run killed mid-write, had the write not been atomic
+    garbled.write_bytes(bytes(garbled.stat().st_size))  # the right size, the wrong pixels
+    written = {path: path.stat().st_mtime_ns for path in whole}
+    second = load_dataset([root], 32, cache_dir, show_progress=False)
+
+    assert second.timings.from_cache == len(whole)
+    assert {path: path.stat().st_mtime_ns for path in whole} == written
+    assert [sample.dhash for sample in second.samples] == [sample.dhash for sample in first.samples]
+    for sample in second.samples[:2]:
+        np.testing.assert_array_equal(second.cache.read(sample.sha256), load_rgb(sample.path, 32))
+    other_size = load_dataset([root], 40, cache_dir, show_progress=False)
+    assert other_size.timings.from_cache == 0, "another image size has entries of its own"
+    with pytest.raises(DatasetError, match="photo cache .* cannot be created"):
+        load_dataset([root], 32, root / "red" / "0.png", show_progress=False)
 
 
 def test_near_identical_photos_of_different_classes_are_not_grouped(tmp_path: Path) -> None:

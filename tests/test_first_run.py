@@ -27,9 +27,20 @@ def test_train_then_serve_with_no_other_settings(parrot_subset: Path, tmp_path: 
         assert details["label"] in json.loads((latest / "config.json").read_text())["classes"]
 
 
-def test_second_default_run_moves_latest(tiny_dataset: Path, tmp_path: Path) -> None:
-    for _ in range(2):
-        assert run_script("train.py", "--data", tiny_dataset, *FAST, cwd=tmp_path).returncode == 0
+def test_second_default_run_moves_latest_and_reads_the_photo_cache(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The second run reads its photos from the first run's cache, except one whose entry was damaged."""
+    cache = ("--cache-dir", tmp_path / "cache")
+    first = run_script("train.py", "--data", tiny_dataset, *FAST, *cache, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "(0 photos from the cache in " in first.stdout
+    entries = sorted(path for path in (tmp_path / "cache").rglob("*") if path.is_file())
+    assert len(entries) == 12
+    entries[0].write_bytes(entries[0].read_bytes()[:-1])
+    second = run_script("train.py", "--data", tiny_dataset, *FAST, *cache, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "(11 photos from the cache in " in second.stdout
+    assert sorted(path for path in (tmp_path / "cache").rglob("*") if path.is_file()) == entries
+    assert entries[0].stat().st_size == entries[1].stat().st_size, "the damaged entry was written again"
     runs = sorted(p for p in (tmp_path / "runs").iterdir() if not p.is_symlink())
     assert len(runs) == 2
     assert (tmp_path / "runs" / "latest").resolve() == runs[-1].resolve()
