@@ -59,7 +59,7 @@ def train_two_phases(
             train_data,
             validation_data=validation_data,
             epochs=options.fine_tune_epochs,
-            callbacks=training_callbacks(options),
+            callbacks=training_callbacks(options, min_delta=options.fine_tune_min_delta),
             shuffle=False,
             verbose=verbose,
         )
@@ -96,10 +96,13 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def training_callbacks(options: TrainingOptions) -> list[keras.callbacks.Callback]:
-    """Stop on stalled validation loss with the best weights back; slow down on a plateau first."""
+def training_callbacks(options: TrainingOptions, min_delta: float = 0.0) -> list[keras.callbacks.Callback]:
+    """Stop once validation loss has not fallen by ``min_delta`` for ``patience`` epochs, with the best
+    weights back; slow down on a plateau first."""
     return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=options.patience, min_delta=min_delta, restore_best_weights=True
+        ),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, options.patience // 2)),
     ]
 
