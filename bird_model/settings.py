@@ -39,6 +39,8 @@ class RunSettings:
     image_size: int = 224
     validation_fraction: float = 0.2
     overwrite: bool = False
+    resume: bool = False
+    """Continue the interrupted run of this output from its checkpoint (:mod:`bird_model.checkpoints`)."""
     unknown_pass_rate: float = 0.97
     """Share of new in-distribution photos that should pass the "not one of my birds" check;
     the unknown threshold is calibrated on the validation photos for it (:mod:`bird_model.ood`)."""
