@@ -10,6 +10,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``data``: finding, checking, de-duplicating and splitting a folder-per-class dataset
 - ``model``: the MobileNetV2 classifier
 - ``training``: the two-phase fine-tuning
+- ``devices``: where training runs (the ``tf.distribute`` strategy) and in which precision
+- ``checkpoints``: epoch checkpoints of an unfinished run, for ``train.py --resume``
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix
 - ``pipeline``: one training run, from resolved sources to a model folder
 - ``artifacts``: the model folder (write, read, validate; the label map)
