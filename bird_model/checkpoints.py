@@ -26,8 +26,6 @@ SUFFIX = ".checkpoint"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
 OPTIMIZER_FILE = "optimizer.npz"
-PHASES = ("phase1", "phase2", "done")
-"""Where a run can stand; ``done`` means trained, with the model folder still to write."""
 
 Histories = dict[str, dict[str, list[float]]]
 
@@ -38,7 +36,10 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a run got: ``epochs_done`` epochs of ``phase``, and every finished epoch's metrics."""
+    """How far a run got: ``epochs_done`` epochs of ``phase``, and every finished epoch's metrics.
+
+    ``phase`` is ``phase1``, ``phase2`` or ``done`` (trained, the model folder still to write).
+    """
 
     phase: str = "phase1"
     epochs_done: int = 0
