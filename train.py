@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
+from bird_model.checkpoints import CheckpointError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, run_training
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default: {DEFAULT_DATA}, the original birds dataset)")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help=f"model folder to write (default: a new folder under runs/, linked as {LATEST_LINK})")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing model folder at --output (and an interrupted run's checkpoint)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run of --output from its last epoch; the same options needed")
     parser.add_argument("--base-weights", default=RUN.base_weights, metavar="imagenet|none|PATH",
                         help=f"MobileNetV2 starting weights: imagenet, none (random) or a weights file "
                              f"(default {RUN.base_weights})")
@@ -77,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.push_only and not args.push_to_hub:
         parser.error("--push-only needs --push-to-hub OWNER/NAME")
+    if args.resume and args.output is None:
+        parser.error("--resume needs the --output of the interrupted run")
     return args
 
 
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
             folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
-        except (DataSourceError, DatasetError, ModelFolderError, FileNotFoundError) as error:
+        except (DataSourceError, DatasetError, ModelFolderError, CheckpointError, FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
         except BaseWeightsError as error:
@@ -124,6 +130,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         model_name=args.model_name,
         license=args.license,
         cache_dir=args.cache_dir or default_cache_dir(),
+        resume=args.resume,
         training=TrainingOptions(
             epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, seed=args.seed
         ),

@@ -13,7 +13,9 @@ the notebook did:
 Everything else is ours, so the comparison isolates those three: the same two phases
 (frozen base with Adam 1e-3, then the top 30% unfrozen by ``unfreeze_top`` with Adam
 1e-4), epoch caps, batch size, early stopping and learning-rate schedule, seed, and
-BatchNormalization kept in inference mode.
+BatchNormalization kept in inference mode. Its early stopping counts any fall of validation
+loss as progress in both phases, as the notebook's did: our phase 2's minimum improvement
+(``TrainingOptions.fine_tune_min_delta``) is part of our recipe.
 
 ``ImageDataGenerator`` left Keras 3's public ``keras.preprocessing.image``; the class itself
 (``keras.src.legacy.preprocessing.image.ImageDataGenerator``) is still exported as

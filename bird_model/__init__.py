@@ -13,6 +13,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``inputs``: the training input: cached photos streamed through tf.data (``Photos``)
 - ``model``: the MobileNetV2 classifier
 - ``training``: the two-phase fine-tuning
+- ``devices``: where training runs (the ``tf.distribute`` strategy) and in which precision
+- ``checkpoints``: epoch checkpoints of an unfinished run, for ``train.py --resume``
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix
 - ``curves``: the training curves picture (``training_curves.png``, from ``history.json``)
 - ``pipeline``: one training run, from resolved sources to a model folder

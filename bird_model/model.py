@@ -34,7 +34,8 @@ def build_classifier(num_classes: int, image_size: int, base_weights: str | None
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name=FEATURES_NAME)(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=HEAD_NAME)(x)
+    # float32 even under mixed precision: a float16 softmax rounds small probabilities to 0.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=HEAD_NAME, dtype="float32")(x)
     return keras.Model(inputs, outputs, name="bird_classifier")
 
 
@@ -118,12 +119,20 @@ class TopClassActivation(keras.layers.Layer):
         return ops.sum(ops.cast(feature_map, "float32") * weights[:, None, None, :], axis=-1)
 
 
-def uncompiled_copy(model: keras.Model) -> keras.Model:
-    """The same network and weights without optimizer state, which is all serving needs.
+def serving_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights in float32, without optimizer state: what is saved and served.
 
-    Saving the trained model itself would also store Adam's slots (about 10 MB more for
-    every download of the Space).
+    Rebuilt rather than cloned: a model trained under mixed precision (``bird_model.devices``)
+    carries float16 layer policies in its config, and the saved ``model.keras`` and
+    ``model.tflite`` must be the same float32 format whatever trained them. Its variables were
+    float32 all along, so the weights copy exactly. Leaving out the optimizer also spares
+    every download of the Space Adam's slots (about 10 MB).
     """
-    copy = keras.Model.from_config(model.get_config())  # clone_model would copy the compile state too
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_classifier(int(model.output_shape[-1]), int(model.input_shape[1]), base_weights=None)
+    finally:
+        keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy

@@ -19,6 +19,7 @@ import numpy as np
 
 from bird_model import artifacts
 from bird_model.card import default_model_name, render_model_card
+from bird_model.checkpoints import check_resumable, open_checkpoint
 from bird_model.console import step
 from bird_model.curves import save_training_curves
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
@@ -40,6 +41,7 @@ def run_training(
     parent on them.
     """
     started = time.monotonic()
+    check_resumable(settings.output, settings.resume, settings.overwrite)
     artifacts.check_output_free(settings.output, settings.overwrite)
     weights = resolve_base_weights(settings.base_weights)
 
@@ -49,15 +51,25 @@ def run_training(
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
 
+    checkpoint = open_checkpoint(settings.output, resume_record(settings, dataset))
+    if settings.resume:
+        print(f"Resuming from {checkpoint.folder}: {checkpoint.progress().describe()}")
+
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
+    from bird_model.devices import choose_devices
     from bird_model.litert import export_litert
-    from bird_model.model import build_classifier, features_and_probabilities, uncompiled_copy
+    from bird_model.model import build_classifier, features_and_probabilities, serving_copy
     from bird_model.inputs import Photos
     from bird_model.training import batched_predict, train_two_phases
 
     train, validation = Photos.of(dataset, split.train), Photos.of(dataset, split.validation)
-    model = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
-    histories = train_two_phases(model, train, validation, settings.training)
+    devices = choose_devices()
+    print(devices.describe())
+    with devices.strategy.scope():
+        trained = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
+        histories = train_two_phases(trained, train, validation, settings.training, checkpoint)
+    # Evaluated, exported and saved in float32 on one device: exactly what will be served.
+    model = serving_copy(trained)
 
     serving = features_and_probabilities(model)
     with step(f"Evaluating on {len(split.train)} training and {len(split.validation)} validation photos"):
@@ -83,7 +95,7 @@ def run_training(
     staging = artifacts.staging_folder(settings.output)
     try:
         with step(f"Saving {artifacts.MODEL_FILE} and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
-            uncompiled_copy(model).save(staging / artifacts.MODEL_FILE)
+            model.save(staging / artifacts.MODEL_FILE)
             export_litert(model, staging / artifacts.LITERT_FILE)
         with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
             detector.save(staging / artifacts.OOD_FILE)
@@ -91,6 +103,7 @@ def run_training(
             artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
             write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
+        checkpoint.remove()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     folder = artifacts.read_model_folder(settings.output)
@@ -128,6 +141,12 @@ def resolve_base_weights(option: str) -> str | None:
     if not Path(option).is_file():
         raise FileNotFoundError(f"--base-weights {option}: no such file (use imagenet, none, or a weights file path).")
     return str(Path(option).resolve())
+
+
+def resume_record(settings: RunSettings, dataset: Dataset) -> dict[str, Any]:
+    """What a checkpoint must have been made with to be resumed: every training option, and the same photos."""
+    return {**asdict(settings.training), "image_size": settings.image_size, "base_weights": settings.base_weights,
+            "validation_fraction": settings.validation_fraction, "dataset": dataset.fingerprint()}
 
 
 def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Dataset, split: Split) -> dict:
