@@ -144,8 +144,8 @@ def test_refused_reports_say_why_and_store_nothing(served: Served) -> None:
     ])
 
 
-def test_the_page_says_feedback_keeps_the_photo_and_the_api_has_two_endpoints(served: Served) -> None:
-    assert served.endpoints == ["/feedback", "/predict"]
+def test_the_page_says_feedback_keeps_the_photo_and_the_api_has_three_endpoints(served: Served) -> None:
+    assert served.endpoints == ["/explain", "/feedback", "/predict"]
     assert "Sending feedback keeps your photo" in served.page
     for button in ("Right", "None of these", *(f"It is: {name}" for name in read_model_folder(served.model).classes)):
         assert f'"{button}"' in served.page, button
