@@ -225,8 +225,8 @@ def build_demo(
         fn=classify,
         inputs=PhotoUpload(type="filepath", label="Bird photo", sources=["upload", "webcam", "clipboard"]),
         outputs=[
-            VerdictLabel(num_top_classes=top_k, label=f"Answer · bars: how much it looks like each bird I know "
-                                                      f"(they share 100%, even for a photo of none)"),
+            VerdictLabel(num_top_classes=top_k, label="Answer · bars: how much it looks like each bird I know "
+                                                      "(they share 100%, even for a photo of none)"),
             gr.JSON(label="Details (as the API returns them)"),
         ],
         title="Bird species classifier",

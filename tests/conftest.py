@@ -32,6 +32,9 @@ needs_parrots = pytest.mark.skipif(
 )
 
 TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
+TRAIN_TINY = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+"""The cheapest real train.py run: what it costs is TensorFlow's start and the export, not the model."""
+TINY_COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)}
 
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
 
@@ -67,7 +70,21 @@ def photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path / "birds", {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)})
+    return make_dataset(tmp_path / "birds", TINY_COLOURS)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real model folder (random backbone, 32 px, two colours) made once by train.py.
+
+    For tests that need some servable, publishable folder rather than a particular one; a test
+    that changes the folder works on a copy.
+    """
+    root = tmp_path_factory.mktemp("tiny-model")
+    result = run_script("train.py", "--data", make_dataset(root / "data", TINY_COLOURS), "--output", root / "run",
+                        *TRAIN_TINY)
+    assert result.returncode == 0, result.stderr
+    return root / "run"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,13 +36,10 @@ from bird_model.images import load_rgb
 from bird_model.inference import Prediction
 from bird_model.monitoring import ModelIdentity, build_report, format_report, read_log
 from bird_model.sources import resolve_source
-from tests.conftest import PARROTS, hub_env, run_script, serving
+from tests.conftest import PARROTS, TRAIN_TINY, hub_env, run_script, serving
 from tests.fakehub import FakeHub
 from tests.test_app import bad_files
 from tests.test_monitoring import SMALL_BASELINE, run_monitor
-
-FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
-
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -162,7 +158,7 @@ def test_feedback_reaches_the_hub_mirror(served: Served) -> None:
 def test_train_py_trains_on_the_corrections_merged(served: Served, parrot_subset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_script("train.py", "--data", parrot_subset, "--data", served.log_dir / FEEDBACK_DIR,
-                        "--output", run, *FAST)
+                        "--output", run, *TRAIN_TINY)
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["classes"] == read_model_folder(served.model).classes, "'none of these' is no class"

@@ -7,43 +7,39 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from tests.conftest import hub_env, make_dataset, run_script, serving
+from tests.conftest import TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset, run_script, serving
 from tests.fakehub import FakeHub
 
-FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+def test_two_default_runs_share_the_photo_cache_and_the_app_serves_the_latest(tiny_dataset: Path, tmp_path: Path) -> None:
+    """train.py and app.py with no settings but the photos, twice, as a newcomer goes.
 
-
-def test_train_then_serve_with_no_other_settings(parrot_subset: Path, tmp_path: Path) -> None:
-    trained = run_script("train.py", "--data", parrot_subset, *FAST, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    latest = tmp_path / "runs" / "latest"
-    assert latest.is_symlink() and (latest / "model.keras").is_file()
-    assert "runs/latest now points to" in trained.stdout and "python app.py" in trained.stdout
-
-    with serving({"BIRD_MODEL": ""}, cwd=tmp_path) as app:
-        assert "Serving local folder runs/latest" in app.log()
-        photo = next((latest / "examples").iterdir())
-        _, details = Client(app.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
-        assert details["label"] in json.loads((latest / "config.json").read_text())["classes"]
-
-
-def test_second_default_run_moves_latest_and_reads_the_photo_cache(tiny_dataset: Path, tmp_path: Path) -> None:
-    """The second run reads its photos from the first run's cache, except one whose entry was damaged."""
+    The second run reads its photos from the first run's cache, except one whose entry was
+    damaged, and moves runs/latest; app.py, with nothing set, serves the folder it points to.
+    """
     cache = ("--cache-dir", tmp_path / "cache")
-    first = run_script("train.py", "--data", tiny_dataset, *FAST, *cache, cwd=tmp_path)
+    first = run_script("train.py", "--data", tiny_dataset, *TRAIN_TINY, *cache, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "(0 photos from the cache in " in first.stdout
+    assert "runs/latest now points to" in first.stdout and "python app.py" in first.stdout
     entries = sorted(path for path in (tmp_path / "cache").rglob("*") if path.is_file())
     assert len(entries) == 12
     entries[0].write_bytes(entries[0].read_bytes()[:-1])
-    second = run_script("train.py", "--data", tiny_dataset, *FAST, *cache, cwd=tmp_path)
+
+    second = run_script("train.py", "--data", tiny_dataset, *TRAIN_TINY, *cache, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "(11 photos from the cache in " in second.stdout
     assert sorted(path for path in (tmp_path / "cache").rglob("*") if path.is_file()) == entries
     assert entries[0].stat().st_size == entries[1].stat().st_size, "the damaged entry was written again"
     runs = sorted(p for p in (tmp_path / "runs").iterdir() if not p.is_symlink())
     assert len(runs) == 2
-    assert (tmp_path / "runs" / "latest").resolve() == runs[-1].resolve()
+    latest = tmp_path / "runs" / "latest"
+    assert latest.is_symlink() and latest.resolve() == runs[-1].resolve()
+
+    with serving({"BIRD_MODEL": ""}, cwd=tmp_path) as app:
+        assert "Serving local folder runs/latest" in app.log()
+        photo = next((latest / "examples").iterdir())
+        _, details = Client(app.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
+        assert details["label"] in json.loads((latest / "config.json").read_text())["classes"]
 
 
 def test_app_without_any_model_says_both_ways_forward(tmp_path: Path) -> None:
@@ -56,7 +52,7 @@ def test_app_without_any_model_says_both_ways_forward(tmp_path: Path) -> None:
 def test_default_dataset_is_the_original_kaggle_one(tmp_path: Path) -> None:
     """Without network (as here) the default source fails with advice, not a traceback."""
     result = run_script(
-        "train.py", *FAST, env={"KAGGLEHUB_CACHE": str(tmp_path / "kaggle"), "HTTPS_PROXY": "http://127.0.0.1:9"},
+        "train.py", *TRAIN_TINY, env={"KAGGLEHUB_CACHE": str(tmp_path / "kaggle"), "HTTPS_PROXY": "http://127.0.0.1:9"},
         cwd=tmp_path,
     )
     assert "training on the original birds dataset, kaggle:muhammadadeelkaggle/birds-dataset" in result.stdout
@@ -67,10 +63,10 @@ def test_default_dataset_is_the_original_kaggle_one(tmp_path: Path) -> None:
 
 def test_training_on_a_hub_dataset_records_its_commit(fake_hub: FakeHub, tmp_path: Path) -> None:
     download = tmp_path / "repo"
-    make_dataset(download / "Birds dataset", {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)})
+    make_dataset(download / "Birds dataset", TINY_COLOURS)
     commit = fake_hub.seed_repo("tester/bird-photos", download, repo_type="dataset", tag="v1")
 
-    result = run_script("train.py", "--data", "hf:tester/bird-photos@v1", "--output", tmp_path / "run", *FAST,
+    result = run_script("train.py", "--data", "hf:tester/bird-photos@v1", "--output", tmp_path / "run", *TRAIN_TINY,
                         env=hub_env(fake_hub, tmp_path / "home"))
 
     assert result.returncode == 0, result.stderr

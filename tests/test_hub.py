@@ -15,22 +15,17 @@ from gradio_client import Client, handle_file
 import train
 from bird_model.artifacts import read_model_folder
 from bird_model.hub import HubError, fetch_model
-from tests.conftest import PARROTS, PROXY_WEIGHTS, ROOT, hub_env, make_dataset, point_hub_at, run_script, serving
+from tests.conftest import (PARROTS, PROXY_WEIGHTS, ROOT, TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset, point_hub_at,
+                            run_script, serving)
 from tests.fakehub import FakeHub
 
-FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
 REPO = "tester/birds"
-COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)}
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny trained folder shared by the publishing tests (each works on its own copy)."""
-    root = tmp_path_factory.mktemp("trained")
-    output = root / "run"
-    result = run_script("train.py", "--data", make_dataset(root / "data", COLOURS), "--output", output, *FAST)
-    assert result.returncode == 0, result.stderr
-    return output
+def model_folder(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny model, copied: publishing from it writes its repo id into the folder."""
+    return copy_of(tiny_model, tmp_path_factory.mktemp("trained") / "run")
 
 
 def copy_of(folder: Path, target: Path) -> Path:
@@ -43,11 +38,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, tmp_path: Path) -> None:
+def test_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, tiny_model: Path, tmp_path: Path) -> None:
+    """v1 is the session's tiny model pushed as it is; v2 trains and pushes in one command."""
     env = hub_env(fake_hub, tmp_path / "home")
-    old = make_dataset(tmp_path / "old", COLOURS)
-    first = run_script("train.py", "--data", old, "--output", tmp_path / "v1", *FAST,
-                       "--push-to-hub", REPO, "--tag", "v1", env=env)
+    old = make_dataset(tmp_path / "old", TINY_COLOURS)  # the very photos tiny_model trained on: make_dataset is seeded
+    first = run_script("train.py", "--push-only", copy_of(tiny_model, tmp_path / "v1"), "--push-to-hub", REPO,
+                       "--tag", "v1", env=env)
     assert first.returncode == 0, first.stderr
     v1 = fake_hub.tags(REPO)["v1"]
     assert f"Published {REPO} commit {v1} (tag v1)" in first.stdout
@@ -55,7 +51,7 @@ def test_train_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, t
     new = make_dataset(tmp_path / "new", {"green bird": (40, 200, 40)}, start_seed=77)
     # Untrained tiny models score by chance, so v2 may grade below v1: --force moves main regardless
     # (the refusal itself is tested in test_a_worse_model_is_published_under_its_tag_only_unless_forced).
-    second = run_script("train.py", "--data", old, "--data", new, "--output", tmp_path / "v2", *FAST,
+    second = run_script("train.py", "--data", old, "--data", new, "--output", tmp_path / "v2", *TRAIN_TINY,
                         "--push-to-hub", REPO, "--force", env=env)
     assert second.returncode == 0, second.stderr
     v2 = fake_hub.commits(REPO)[-1].sha

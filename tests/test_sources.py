@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,

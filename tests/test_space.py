@@ -26,7 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from bird_model.artifacts import read_model_folder
 from bird_model.space import main
 from bird_model.space_files import pinned_version, requirement_name, serving_requirements
-from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env, make_dataset, run_script
+from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env
 from tests.fakehub import FakeHub
 
 SPACE = "tester/birds-demo"
@@ -246,17 +246,6 @@ def test_space_private_model_needs_an_explicit_read_token(fake_hub: FakeHub, as_
 
 
 # -- the deployed files, served the way the Space serves them ----------------------------------------
-@pytest.fixture(scope="module")
-def trained_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny real model (random backbone, 32 px): the Space must load and run it."""
-    root = tmp_path_factory.mktemp("space-model")
-    colours = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)}
-    result = run_script("train.py", "--data", make_dataset(root / "data", colours), "--output", root / "run",
-                        "--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
-    assert result.returncode == 0, result.stderr
-    return root / "run"
-
-
 def without_tensorflow(folder: Path) -> Path:
     """A PYTHONPATH entry under which importing tensorflow or keras fails, as on a Space that lacks them."""
     for name in ("tensorflow", "keras"):
@@ -306,9 +295,9 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_space_files_serve_the_model_without_tensorflow(fake_hub: FakeHub, as_owner: HfApi, trained_folder: Path,
+def test_space_files_serve_the_model_without_tensorflow(fake_hub: FakeHub, as_owner: HfApi, tiny_model: Path,
                                                         tmp_path: Path) -> None:
-    commit = fake_hub.seed_repo(MODEL, trained_folder, tag="v1")
+    commit = fake_hub.seed_repo(MODEL, tiny_model, tag="v1")
     assert main(["deploy", SPACE, "--model", MODEL, "--revision", "v1"]) == 0
     space = Path(snapshot_download(SPACE, repo_type="space", local_dir=tmp_path / "space"))
     shutil.rmtree(space / ".cache", ignore_errors=True)
@@ -318,12 +307,12 @@ def test_space_files_serve_the_model_without_tensorflow(fake_hub: FakeHub, as_ow
 
     with space_app(space, env) as (url, log):
         assert f"Serving {MODEL}@{commit[:7]}" in log.read_text()
-        photo = read_model_folder(trained_folder).examples()[0]
+        photo = read_model_folder(tiny_model).examples()[0]
         label, details = Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
     assert sorted(c["label"] for c in label["confidences"]) == ["blue bird", "red bird"]
     assert details["model"] == f"{MODEL}@{commit[:7]}"
 
-    keras_only = Path(shutil.copytree(trained_folder, tmp_path / "keras-only"))
+    keras_only = Path(shutil.copytree(tiny_model, tmp_path / "keras-only"))
     (keras_only / "model.tflite").unlink()
     result = subprocess.run([sys.executable, "app.py"], cwd=space, capture_output=True, text=True, timeout=120,
                             env={**space_environment(), **blocked, "BIRD_MODEL": str(keras_only)})

@@ -12,9 +12,9 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
-from tests.conftest import make_dataset, run_script
+from tests.conftest import TRAIN_TINY, make_dataset, run_script
 
-FAST = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "1", "--image-size", "32")
+FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must record both phases
 
 
 def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
