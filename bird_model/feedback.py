@@ -181,9 +181,7 @@ class FeedbackStore:
         Runs before the photo is read, and never echoes what was sent: it is a stranger's text.
         """
         if not isinstance(reported, str) or (reported not in self.classes and reported != NONE_OF_THESE):
-            raise FeedbackError(
-                f"Unknown class: choose one of {_quoted(self.storable)} or '{NONE_OF_THESE}'."
-            )
+            raise FeedbackError(f"Unknown class: choose one of {_quoted(self.storable)} or '{NONE_OF_THESE}'.")
         if reported in self.classes and (problem := folder_name_problem(reported)):
             raise FeedbackError(f"Feedback for the class '{reported}' cannot be stored: {problem}.")
 
@@ -251,8 +249,13 @@ class FeedbackStore:
             os.fsync(log.fileno())
 
 
+QUOTED_UP_TO = 12
+"""Class names an error message lists; beyond, it names the first ones and counts the rest (500 would bury it)."""
+
+
 def _quoted(names: list[str]) -> str:
-    return ", ".join(f"'{name}'" for name in names)
+    shown = ", ".join(f"'{name}'" for name in names[:QUOTED_UP_TO])
+    return shown if len(names) <= QUOTED_UP_TO else f"{shown} and {len(names) - QUOTED_UP_TO} more classes"
 
 
 # -- what visitors report, for the monitoring report ------------------------------------------

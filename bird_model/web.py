@@ -360,9 +360,9 @@ def add_explain_api(interface: gr.Interface, classifier: Classifier) -> None:
 
 
 FEEDBACK_NOTICE = (
-    "**Sending feedback keeps your photo.** The buttons under the answer (Right, It is: …, None of these) "
-    "store your photo with your answer, to check and retrain the model. Don't press them for a photo you "
-    "do not want kept."
+    "**Sending feedback keeps your photo.** Telling the model under the answer that it was right, which "
+    "bird it is, or none of these stores your photo with your answer, to check and retrain the model. "
+    "Don't send feedback on a photo you do not want kept."
 )
 
 

@@ -245,6 +245,17 @@ def test_store_refuses_unstorable_classes_and_caps_what_it_keeps(tmp_path: Path)
     assert not list((tmp_path / "log").rglob(".feedback-incoming-*"))
 
 
+def test_a_wrong_class_for_500_classes_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    many = StubClassifier()
+    many.classes = [f"species {index:03d}" for index in range(500)]
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), many)
+    with pytest.raises(FeedbackError) as refused:
+        store.check_choice("dodo")
+    message = str(refused.value)
+    assert "'species 000'" in message and "and 488 more classes" in message and "species 499" not in message
+    assert len(message) < 300 and "dodo" not in message
+
+
 def test_page_buttons_store_the_photo_as_the_visitor_says(tmp_path: Path) -> None:
     from bird_model.web import PhotoFeedback
 
