@@ -34,7 +34,11 @@ class Devices:
         return int(self.strategy.num_replicas_in_sync)
 
     def describe(self) -> str:
-        return f"Devices: {type(self.strategy).__name__}, {self.replicas} replica(s), precision {self.precision}"
+        """One line for the run's output; TensorFlow's default strategy has only a private class name."""
+        name = type(self.strategy).__name__
+        if name.startswith("_Default"):
+            name = "one device (TensorFlow's default strategy)"
+        return f"Devices: {name}, {self.replicas} replica(s), precision {self.precision}"
 
 
 def choose_devices() -> Devices:

@@ -25,6 +25,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
     assert "Validation accuracy" in result.stdout
+    assert "Devices: one device (TensorFlow's default strategy), 1 replica(s), precision float32" in result.stdout
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
