@@ -200,13 +200,23 @@ def write_folder_documents(
     artifacts.save_examples(folder, dataset, split)
 
 
+CLASSES_LISTED_UP_TO = 20
+"""Classes whose counts the run prints one per line; beyond, a range (500 lines would bury the rest)."""
+
+
 def print_dataset_report(dataset: Dataset) -> None:
     timings = dataset.timings
     print(f"Dataset: {len(dataset.samples)} usable photos in {len(dataset.classes)} classes")
     print(f"Checked in {timings.check_seconds:.1f} s ({timings.from_cache} photos from the cache in "
           f"{dataset.cache.root}); near-duplicates grouped in {timings.grouping_seconds:.1f} s")
-    for name, count in dataset.counts().items():
-        print(f"  {count:5d}  {name}")
+    counts = dataset.counts()
+    if len(counts) <= CLASSES_LISTED_UP_TO:
+        for name, count in counts.items():
+            print(f"  {count:5d}  {name}")
+    else:
+        fewest, most = min(counts, key=counts.__getitem__), max(counts, key=counts.__getitem__)
+        print(f"  photos per class: {counts[fewest]} ({fewest}) to {counts[most]} ({most}), "
+              f"median {np.median(list(counts.values())):.0f}; every class's count is in {artifacts.DATASET_REPORT_FILE}")
     if dataset.rejections:
         print(f"Skipped {len(dataset.rejections)} files:")
         for rejection in dataset.rejections:

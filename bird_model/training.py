@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from bird_model.checkpoints import Checkpoint, Histories, Progress
+from bird_model.console import step
 from bird_model.devices import global_batch_size
 from bird_model.inputs import Photos
 from bird_model.model import feature_extractor, unfreeze_top
@@ -42,8 +43,9 @@ def train_two_phases(
     if progress.phase == "phase1":
         print(f"Phase 1: head only on the frozen base's features, up to {options.epochs} epochs")
         extractor = feature_extractor(model)
-        train_features = batched_predict(extractor, train)
-        validation_features = batched_predict(extractor, validation)
+        with step(f"Computing the frozen base's features of {len(train.labels) + len(validation.labels)} photos, once"):
+            train_features = batched_predict(extractor, train)
+            validation_features = batched_predict(extractor, validation)
         # The head model shares its layers with ``model``: fitting it trains the classifier's head.
         head_model = keras.Sequential(
             [keras.Input(train_features.shape[1:]), model.get_layer("dropout"), model.get_layer("probabilities")]

@@ -276,3 +276,16 @@ def test_near_duplicate_grouping_equals_the_pairwise_definition(
     assert group_of[other_class] == group_of[other_class_near] != group_of[0]
     assert group_of[end] == group_of[other_end] == (end, other_end, bridge)
     assert sum(len(group) >= 3 for group in expected) >= 10, "the planted chains should make larger groups"
+
+
+def test_a_run_with_many_classes_prints_their_counts_as_a_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bird_model.pipeline import print_dataset_report
+
+    colours = {f"species {index:02d}": (index * 9, 255 - index * 9, 100) for index in range(25)}
+    make_dataset(tmp_path / "many", colours, per_class=2)
+    solid_photo(tmp_path / "many" / "species 07" / "extra.png", (63, 192, 100), seed=500)
+    print_dataset_report(load_dataset([tmp_path / "many"], 32, show_progress=False))
+    printed = capsys.readouterr().out
+    assert "51 usable photos in 25 classes" in printed
+    assert "photos per class: 2 (species 00) to 3 (species 07), median 2; every class's count is in" in printed
+    assert "species 12" not in printed

@@ -29,7 +29,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
-    for silent_step in ("Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
+    for silent_step in ("Computing the frozen base's features of 12 photos, once",
+                        "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
                         "converting it to model.tflite", "Writing the model folder"):
         assert silent_step in result.stdout
 
