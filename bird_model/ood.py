@@ -29,6 +29,10 @@ METHOD = "centroid"
 it needs no covariance estimate from a few hundred photos."""
 
 
+SCORE_BLOCK_BYTES = 32 * 2**20
+"""Size of one block of photo-to-class differences in :meth:`OutlierDetector.score`."""
+
+
 @dataclass(frozen=True)
 class OutlierDetector:
     """Everything needed to score features at serving time, with no training data at hand."""
@@ -48,8 +52,19 @@ class OutlierDetector:
     """Scores above this are unknown."""
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Squared distance to the nearest class; higher means more unlike the training photos."""
-        differences = normalise(np.atleast_2d(features))[:, np.newaxis, :] - self.class_means[np.newaxis]
+        """Squared distance to the nearest class; higher means more unlike the training photos.
+
+        Scored a block of photos at a time: every photo's difference from every class mean is
+        ``photos × classes × features`` float64s, 1.2 GB for 600 validation photos of 100 classes
+        at once, and training scores its whole validation split.
+        """
+        features = normalise(np.atleast_2d(features))
+        rows = max(1, SCORE_BLOCK_BYTES // (self.class_means.size * 8))
+        blocks = [self._nearest(features[start : start + rows]) for start in range(0, len(features), rows)]
+        return np.concatenate(blocks) if blocks else np.empty(0)
+
+    def _nearest(self, features: np.ndarray) -> np.ndarray:
+        differences = features[:, np.newaxis, :] - self.class_means[np.newaxis]
         explained = ((differences @ self.components) ** 2 * self.component_weights).sum(axis=-1)
         distances = ((differences**2).sum(axis=-1) - explained) / self.isotropic_variance
         return distances.min(axis=1)

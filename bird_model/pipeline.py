@@ -69,7 +69,8 @@ def run_training(
         trained = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
         histories = train_two_phases(trained, train, validation, settings.training, checkpoint)
     # Evaluated, exported and saved in float32 on one device: exactly what will be served.
-    model = serving_copy(trained)
+    with step("Copying the trained weights into the float32 model that is served"):
+        model = serving_copy(trained)
 
     serving = features_and_probabilities(model)
     with step(f"Evaluating on {len(split.train)} training and {len(split.validation)} validation photos"):
