@@ -216,8 +216,10 @@ def print_dataset_report(dataset: Dataset) -> None:
             print(f"  {count:5d}  {name}")
     else:
         fewest, most = min(counts, key=counts.__getitem__), max(counts, key=counts.__getitem__)
-        print(f"  photos per class: {counts[fewest]} ({fewest}) to {counts[most]} ({most}), "
-              f"median {np.median(list(counts.values())):.0f}; every class's count is in {artifacts.DATASET_REPORT_FILE}")
+        spread = (f"{counts[fewest]} in every class" if counts[fewest] == counts[most] else
+                  f"{counts[fewest]} ({fewest}) to {counts[most]} ({most}), "
+                  f"median {np.median(list(counts.values())):.0f}")
+        print(f"  photos per class: {spread}; every class's count is in {artifacts.DATASET_REPORT_FILE}")
     if dataset.rejections:
         print(f"Skipped {len(dataset.rejections)} files:")
         for rejection in dataset.rejections:
