@@ -195,7 +195,7 @@ def build_demo(
     """
     folder = classifier.folder
     top_k = max(1, min(top_k, len(classifier.classes)))
-    unknown_label = f"Not one of the {len(classifier.classes)} birds I know"
+    unknown_label = unknown_verdict(len(classifier.classes))
     overlays = RecentOverlays()
 
     def classify(photo: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -417,6 +417,12 @@ def with_monitoring(interface: gr.Interface, view: MonitoringView) -> gr.Blocks:
             event(show, outputs=[summary, *plots], api_visibility="private", concurrency_id="monitoring",
                   concurrency_limit=1)
     return demo
+
+
+def unknown_verdict(class_count: int) -> str:
+    """The headline for a photo unlike every class: short, and never a list of the classes
+    (500 names would fill the panel; the bars under it name the nearest ones)."""
+    return f"Not one of the {class_count} birds I know"
 
 
 DIGITS = 4
