@@ -283,6 +283,9 @@ def test_a_run_with_many_classes_prints_their_counts_as_a_range(tmp_path: Path, 
 
     colours = {f"species {index:02d}": (index * 9, 255 - index * 9, 100) for index in range(25)}
     make_dataset(tmp_path / "many", colours, per_class=2)
+    print_dataset_report(load_dataset([tmp_path / "many"], 32, show_progress=False))
+    assert "photos per class: 2 in every class; every class's count is in" in capsys.readouterr().out
+
     solid_photo(tmp_path / "many" / "species 07" / "extra.png", (63, 192, 100), seed=500)
     print_dataset_report(load_dataset([tmp_path / "many"], 32, show_progress=False))
     printed = capsys.readouterr().out

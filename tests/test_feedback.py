@@ -41,6 +41,7 @@ from tests.fakehub import FakeHub
 from tests.test_app import bad_files
 from tests.test_monitoring import SMALL_BASELINE, run_monitor
 
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -10,6 +10,7 @@ from gradio_client import Client, handle_file
 from tests.conftest import TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset, run_script, serving
 from tests.fakehub import FakeHub
 
+
 def test_two_default_runs_share_the_photo_cache_and_the_app_serves_the_latest(tiny_dataset: Path, tmp_path: Path) -> None:
     """train.py and app.py with no settings but the photos, twice, as a newcomer goes.
 
