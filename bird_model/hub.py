@@ -56,6 +56,8 @@ class FetchedModel:
     repo_id: str | None = None
     revision: str | None = None
     commit: str | None = None
+    tag: str | None = None
+    """A tag of the repo at ``commit`` (the release promoted to ``main``, say ``v2``), if any."""
 
     def version(self) -> str:
         """The model's name and version as the public page and API show it: never a local path."""
@@ -178,7 +180,23 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
         folder = artifacts.read_model_folder(snapshot)
     except artifacts.ModelFolderError as error:
         raise HubError(f"{source} at {wanted!r} is not a usable model folder: {error}") from error
-    return FetchedModel(folder, repo_id=source, revision=wanted, commit=snapshot.name)
+    return FetchedModel(folder, repo_id=source, revision=wanted, commit=snapshot.name,
+                        tag=_tag_at(source, snapshot.name, wanted, token))
+
+
+def _tag_at(repo_id: str, commit: str, wanted: str, token: str | None) -> str | None:
+    """The tag naming ``commit``: the revision asked for when it is one, else any tag at that commit.
+
+    Only a label for the page, so it never stops serving: offline (``HF_HUB_OFFLINE=1``) or on
+    any Hub error there is simply no tag.
+    """
+    try:
+        tags = {tag.name: tag.target_commit for tag in HfApi().list_repo_refs(repo_id, token=token).tags}
+    except Exception:  # noqa: BLE001 - offline, refused, anything: the page then names no tag
+        return None
+    if tags.get(wanted) == commit:
+        return wanted
+    return next((name for name, target in sorted(tags.items()) if target == commit), None)
 
 
 def read_published_file(repo_id: str, filename: str, revision: str, token: str | None = None) -> dict[str, Any]:

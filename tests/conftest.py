@@ -225,3 +225,23 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+@contextmanager
+def app_in_process(env: dict[str, str], *args: str) -> Iterator[str]:
+    """``app.py``'s own ``build`` and ``launch``, in this process, on 127.0.0.1; yields the page's URL.
+
+    For tests that only call the app: no interpreter start, no second TensorFlow import. Tests
+    where the process itself matters (SIGTERM, --share, offline start) use :func:`serving`.
+    """
+    import app as app_module
+
+    served = app_module.build(app_module.build_parser({**os.environ, **env}).parse_args(list(args)),
+                              {**os.environ, **env})
+    port = free_port()
+    served.launch(server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        served.demo.close()
+        served.log.close()
