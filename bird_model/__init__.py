@@ -30,8 +30,10 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``predict``: the command classifying files and folders into CSV or JSON Lines
 - ``overlay``: drawing where the model looked (its top class's activation map) over the photo
 - ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
-- ``feedback``: visitors' corrections: checks, storage as a folder-per-class dataset, reported accuracy
-- ``monitoring``: the prediction log, the training baseline, drift reports and plots; its
+- ``feedback``: visitors' corrections: checked, bounded and kept pending (``store``); the operator's
+  review (``review``, the command ``python -m bird_model.feedback``)
+- ``logfolder``: the log folder's layout (prediction log, images, feedback, mirror patterns), in one place
+- ``monitoring``: the prediction log, the training baseline, drift reports, visitor-reported accuracy and plots; its
   ``__main__`` is the monitor command (``monitor``: the same command under its documented name)
 - ``space``: putting the demo live as a Hugging Face Space; promoting and rolling back the model it serves
 - ``space_files``: what a Space is made of (its files, requirements, card and variables)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,20 @@ class OutlierMetrics:
 
 
 @dataclass(frozen=True)
+class ClassComparison:
+    """One class of :class:`ParentComparison`: the new model on that class's shared photos, the
+    parent on its own validation photos of the class (its ``metrics.json`` recall)."""
+
+    photos: int
+    parent_accuracy: float
+    new_accuracy: float
+
+    @property
+    def change(self) -> float:
+        return self.new_accuracy - self.parent_accuracy
+
+
+@dataclass(frozen=True)
 class ParentComparison:
     """The new model against the published one it replaces, on the photos that validated that one."""
 
@@ -56,10 +70,19 @@ class ParentComparison:
     parent_photos: int
     parent_accuracy: float
     new_accuracy: float
+    per_class: dict[str, ClassComparison] = field(default_factory=dict)
+    """Classes with shared photos whose parent accuracy is known; empty in documents written before
+    the per-class guard, or against a parent whose metrics had no per-class scores."""
 
     @property
     def is_worse(self) -> bool:
+        """Overall; the per-class rule is the release policy's (:func:`bird_model.release.regressed_classes`)."""
         return self.new_accuracy < self.parent_accuracy
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ParentComparison:
+        per_class = {name: ClassComparison(**scores) for name, scores in document.get("per_class", {}).items()}
+        return cls(**{**document, "per_class": per_class})
 
 
 @dataclass(frozen=True)
@@ -80,7 +103,7 @@ class Metrics:
             validation=SplitMetrics.from_json(document["validation"]),
             training=SplitMetrics.from_json(document["training"]),
             outliers=OutlierMetrics(**outliers) if outliers else None,
-            parent_comparison=ParentComparison(**comparison) if comparison else None,
+            parent_comparison=ParentComparison.from_json(comparison) if comparison else None,
         )
 
     def to_json(self) -> dict[str, Any]:

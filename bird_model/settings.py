@@ -6,6 +6,7 @@ option tables show the same values (``tests/test_settings.py`` compares them).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,3 +114,39 @@ class ServedModel:
     def is_default_and_missing(self) -> bool:
         """Nothing named and nothing trained yet: the newcomer's case, which gets its own advice."""
         return self.source == str(LATEST_LINK) and not LATEST_LINK.exists()
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """How much of visitors' feedback the app keeps (``BIRD_FEEDBACK_PER_HOUR``, ``BIRD_FEEDBACK_MAX_MB``).
+
+    Every stored report is a stranger's photo on the operator's disk and, once accepted, training
+    data, so one caller's weight and the total are both bounded.
+    """
+
+    per_hour: int = 20
+    """Reports stored per caller (client address) in any hour. A visitor correcting the demo
+    sends a handful; 20 leaves room for a keen one while a flood from one address (the poisoning
+    replay of issue #20 sent 200 in 25 s) keeps 20."""
+    max_mb: float = 1024
+    """Feedback photos on disk in all (pending, accepted and "none of these"), counted from the
+    disk at start-up so it holds across restarts: 1 GiB is about 5,000 phone photos."""
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> FeedbackSettings:
+        """Raises ``ValueError`` with one line naming the variable; an empty variable counts as unset."""
+        per_hour = environ.get("BIRD_FEEDBACK_PER_HOUR") or str(cls.per_hour)
+        if not per_hour.strip().isdigit() or int(per_hour) < 1:
+            raise ValueError(f"BIRD_FEEDBACK_PER_HOUR={per_hour!r} must be a whole number of reports, 1 or more.")
+        max_mb = environ.get("BIRD_FEEDBACK_MAX_MB") or str(cls.max_mb)
+        try:
+            megabytes = float(max_mb)
+        except ValueError:
+            megabytes = math.nan
+        if not 0 < megabytes < math.inf:
+            raise ValueError(f"BIRD_FEEDBACK_MAX_MB={max_mb!r} must be a positive number of megabytes.")
+        return cls(per_hour=int(per_hour), max_mb=megabytes)
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * (1 << 20))

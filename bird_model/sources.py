@@ -32,6 +32,7 @@ from huggingface_hub import constants as hf_constants
 
 from bird_model import hub
 from bird_model.formats import SUPPORTED_EXTENSIONS
+from bird_model.logfolder import ACCEPTED_DIR, PENDING_DIR, is_feedback_folder
 
 KAGGLE_PREFIX = "kaggle:"
 HF_PREFIX = "hf:"
@@ -160,10 +161,42 @@ def _resolve_local(spec: str) -> ResolvedSource:
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise DataSourceError(f"--data {spec!r} {problem}; give {SPEC_FORMS}.")
     top = folder.resolve()
-    class_root = top if _holds_classes(top) else find_class_root(top, spec)
+    if is_feedback_folder(top):
+        class_root = _accepted_reports(top, spec)
+    else:
+        class_root = top if _holds_classes(top) else find_class_root(top, spec)
     # The folder's name only: the absolute path would publish the trainer's folders and user name.
     provenance = {"type": "local", "name": top.name, "subfolder": _relative(class_root, top)}
     return ResolvedSource(spec, class_root, provenance)
+
+
+def _accepted_reports(feedback: Path, spec: str) -> Path:
+    """A feedback folder (:mod:`bird_model.logfolder`) trains on the operator's accepted reports only.
+
+    Pending reports are a stranger's word until reviewed, so they are counted, not read; with
+    nothing accepted there is nothing to train on, and the run stops before reading anything.
+    """
+    pending = _count_images(feedback / PENDING_DIR)
+    accepted = feedback / ACCEPTED_DIR
+    review = "python -m bird_model.feedback list (in the app's log folder)"
+    if pending:
+        print(f"{pending} feedback reports are pending review and not used: {review}")
+    if not _count_images(accepted):
+        raise DataSourceError(
+            f"--data {spec!r} is a feedback folder with no accepted report ({pending} pending): there is nothing "
+            f"to train on until some are accepted; review them with {review}, then accept."
+        )
+    return accepted
+
+
+def _count_images(tree: Path) -> int:
+    """Photos in ``tree``'s class folders (``CLASS/IMAGE``)."""
+    return sum(
+        1
+        for class_dir in _visible_subfolders(tree)
+        for entry in class_dir.iterdir()
+        if not entry.name.startswith(".") and entry.suffix.lower() in SUPPORTED_EXTENSIONS and entry.is_file()
+    )
 
 
 # Kaggle
@@ -280,7 +313,10 @@ def _resolve_hf(spec: str) -> ResolvedSource:
     named = _enter_subfolder(download, target.subfolder, spec)
     # A sub-folder named in the spec counts as pointed at directly, like a local folder: the
     # feedback folder of a mirrored prediction log (hf:OWNER/LOG/feedback) may hold one class.
-    class_root = named if target.subfolder and _holds_classes(named) else find_class_root(named, spec)
+    if is_feedback_folder(named):
+        class_root = _accepted_reports(named, spec)
+    else:
+        class_root = named if target.subfolder and _holds_classes(named) else find_class_root(named, spec)
     provenance = {
         "type": "hf",
         "repo_id": target.repo_id,
@@ -350,6 +386,9 @@ def _scan(top: Path) -> tuple[list[Path], list[Path]]:
         if folder.resolve() in seen:  # a symlinked folder loop
             continue
         seen.add(folder.resolve())
+        if is_feedback_folder(folder):  # only what the operator accepted is ever a dataset
+            queue.extend(path for path in [folder / ACCEPTED_DIR] if path.is_dir())
+            continue
         if _holds_images(folder):
             loose_image_folders.append(folder)
         subfolders = _visible_subfolders(folder)

@@ -76,3 +76,11 @@ def test_the_maps_name_every_module() -> None:
         if module.name != "__init__.py":
             assert f"``{module.stem}``" in bird_model.__doc__, f"bird_model/__init__.py does not name {module.stem}"
     assert "``monitoring``" in bird_model.__doc__
+
+
+def test_readme_shows_the_feedback_settings_defaults() -> None:
+    from bird_model.settings import FeedbackSettings
+
+    defaults = FeedbackSettings()
+    for variable, value in (("BIRD_FEEDBACK_PER_HOUR", defaults.per_hour), ("BIRD_FEEDBACK_MAX_MB", defaults.max_mb)):
+        assert f"| `{variable}` | {value:g} |" in README, variable

@@ -10,6 +10,7 @@ judgement, one module per step:
   class counts and validation histograms, i.e. what the log should look like;
 - :mod:`.reading`: a log counted into the baseline's bins (:func:`read_log`, :class:`LogSummary`);
 - :mod:`.report`: drift statistics, findings in plain words, alarms and the text report (:func:`build_report`);
+- :mod:`.visitors`: visitors' feedback records counted into reported accuracy (:func:`read_visitor_reports`);
 - :mod:`.plots`: the report's figures (:func:`save_figures`, :data:`FIGURE_NAMES`);
 - :mod:`.__main__`: the command, ``python -m bird_model.monitor`` (or ``bird_model.monitoring``).
 
@@ -30,10 +31,11 @@ from bird_model.monitoring.report import (
     psi,
     report_lines,
 )
+from bird_model.monitoring.visitors import VisitorReports, read_visitor_reports
 
 __all__ = [
     "FIGURE_NAMES", "MAX_TIMELINE_BUCKETS", "MIN_RECORDS", "Baseline", "LogSettings", "LogSummary", "ModelIdentity",
     "PredictionLog", "Report", "Timeline", "build_report", "compute_baseline", "format_report", "js_distance",
-    "open_log", "parse_time", "prediction_record", "psi", "read_baseline", "read_log", "report_figures",
-    "report_lines", "save_figures",
+    "VisitorReports", "open_log", "parse_time", "prediction_record", "psi", "read_baseline", "read_log",
+    "read_visitor_reports", "report_figures", "report_lines", "save_figures",
 ]

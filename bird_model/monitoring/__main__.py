@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 
 from bird_model.artifacts import ModelFolderError
-from bird_model.feedback import read_visitor_reports
 from bird_model.hub import HubError, fetch_model
 from bird_model.monitoring.baseline import read_baseline
 from bird_model.monitoring.log import ModelIdentity
@@ -30,6 +29,7 @@ from bird_model.monitoring.plots import save_figures
 from bird_model.monitoring.reading import parse_time, read_log
 from bird_model.monitoring.reading import LogSummary
 from bird_model.monitoring.report import build_report, format_report
+from bird_model.monitoring.visitors import read_visitor_reports
 from bird_model.settings import ServedModel, ServingSettings
 
 

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from bird_model.formats import extension_for
 from bird_model.images import read_header
+from bird_model.logfolder import IMAGES_DIR, MIRROR_PATTERNS, prediction_file
 from bird_model.settings import ServedModel
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from bird_model.inference import Prediction
 
 SCHEMA_VERSION = 1
-LOG_GLOB = "predictions-*.jsonl"
-IMAGES_DIR = "images"
 FLUSH_SECONDS = 1.0
 """Longest a record waits in memory: a crash (SIGKILL, power loss) loses at most this much."""
 
@@ -183,7 +182,7 @@ class PredictionLog:
                 self._flush()
                 self._file.close()
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._file = (self.folder / f"predictions-{day}.jsonl").open("a", encoding="utf-8")
+            self._file = (self.folder / prediction_file(day)).open("a", encoding="utf-8")
             self._day = day
         if entry.image is not None:
             entry.record["image"] = self._save_image(entry.image, entry.record["sha256"], entry.record["format"])
@@ -252,9 +251,7 @@ def open_log(settings: LogSettings, model: ModelIdentity, classes: list[str], to
 
 def start_mirror(repo: str, folder: Path, every_minutes: float, token: str | None) -> CommitScheduler:
     """A private dataset repo (created if missing) receiving the log folder every few minutes:
-    the prediction log, its images and visitors' feedback (:mod:`bird_model.feedback`)."""
+    the prediction log, its images and visitors' feedback (:data:`bird_model.logfolder.MIRROR_PATTERNS`)."""
     from bird_model import hub
-    from bird_model.feedback import MIRROR_PATTERNS
 
-    return hub.start_mirror(repo, folder, every_minutes, token,
-                            patterns=[LOG_GLOB, f"{IMAGES_DIR}/*", *MIRROR_PATTERNS])
+    return hub.start_mirror(repo, folder, every_minutes, token, patterns=list(MIRROR_PATTERNS))

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bird_model.monitoring.baseline import Baseline, bin_index
-from bird_model.monitoring.log import LOG_GLOB, ModelIdentity
+from bird_model.logfolder import PREDICTION_GLOB
+from bird_model.monitoring.log import ModelIdentity
 
 BUCKETS = [timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440)]
 """Time buckets of the requests chart; each divides the next, so counts coarsen exactly."""
@@ -117,7 +118,7 @@ def read_log(
     summary = LogSummary(
         classes, baseline.confidence_edges, baseline.outlier_edges, baseline.low_confidence_threshold
     )
-    for line in daily_lines(folder, LOG_GLOB, since):
+    for line in daily_lines(folder, PREDICTION_GLOB, since):
         record = _parse(line)
         if record is None:
             summary.unreadable += 1

@@ -21,7 +21,7 @@ from bird_model.monitoring.baseline import Baseline
 from bird_model.monitoring.reading import LogSummary
 
 if TYPE_CHECKING:
-    from bird_model.feedback import VisitorReports
+    from bird_model.monitoring.visitors import VisitorReports
 
 MIN_RECORDS = 50
 """No alarm on fewer predictions: under 50, one photo moves a rate by 2 points."""
