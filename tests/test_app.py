@@ -313,15 +313,16 @@ def test_explain_returns_the_overlay_and_a_missing_photo_is_one_line(
 
 def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) -> None:
     """Built in-process for a stand-in of 500 species (no model runs): the headline names a few
-    classes and a count, the limits note folds the full list away, and feedback is two flag
-    buttons and a dropdown of every class instead of 502 buttons."""
+    classes and a count, the limits note folds the full list away, and feedback is two buttons
+    and a dropdown of every class instead of 502 buttons."""
     import dataclasses
 
     import gradio as gr
 
     from bird_model.feedback import FeedbackStore
     from bird_model.monitoring import ModelIdentity
-    from bird_model.web import build_demo
+    from bird_model.settings import FeedbackSettings
+    from bird_model.web import About, Words, build_demo
 
     classes = [f"species {index:03d}" for index in range(500)]
     folder = dataclasses.replace(read_model_folder(trained), classes=classes)
@@ -331,16 +332,26 @@ def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) ->
         folder: object
         classes: list[str]
         explains: bool = True
+        detector: object = None
 
     classifier = ManyClasses(folder, classes)
-    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), classifier)
-    demo = build_demo(classifier, 5, version="v", feedback=store)
-    description = next(block for block in demo.blocks.values()
-                       if isinstance(block, gr.Markdown) and "Upload a photo" in str(block.value))
-    assert "500 birds" in description.value and "species 499" not in description.value
-    buttons = [block.value for block in demo.blocks.values() if isinstance(block, gr.Button)]
-    assert not any(str(label).startswith("It is:") for label in buttons), buttons
+    store = FeedbackStore(tmp_path / "log", ModelIdentity(path="/m"), classes, FeedbackSettings())
+    words = Words()
+    demo = build_demo(classifier, 5, About("m", None, None, "m (local)"), feedback=store, words=words)
+    english = words.i18n().translations_dict["en"]
+
+    def text(value: object) -> str:
+        """A component's text as an English-speaking browser shows it."""
+        shown = str(value)
+        return english.get(json.loads(shown.removeprefix("__i18n__"))["key"], shown) if shown.startswith("__i18n__") \
+            else shown
+
+    markdown = [text(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    description = next(value for value in markdown if "Upload a photo" in value)
+    assert "500 birds" in description and "species 499" not in description
+    buttons = [text(block.value) for block in demo.blocks.values() if isinstance(block, gr.Button)]
+    assert not any(label.startswith("It is:") for label in buttons), buttons
     assert {"Right", "None of these", "Send: it is this bird"} <= set(buttons)
     dropdown = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
     assert [choice[0] for choice in dropdown.choices] == classes
-    assert any("<details>" in str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown))
+    assert any("<details>" in value for value in markdown)

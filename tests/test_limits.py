@@ -17,7 +17,7 @@ import app as app_module
 from bird_model.artifacts import read_model_folder
 from bird_model.web.feedback import NO_ANSWER
 from bird_model.web.uploads import FULL
-from tests.conftest import app_in_process
+from tests.conftest import app_in_process, solid_photo
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,14 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 
 def test_only_the_queue_answers(url: str, tiny_model: Path) -> None:
     """Gradio's REST routes skip the queue (its slots and its size limit): they are closed, and
-    every event of the page, feedback included, is a queued one."""
+    every event of the page that runs on the server, feedback included, is a queued one."""
     photo = read_model_folder(tiny_model).examples()[0]
     for endpoint in ("predict", "feedback", "explain"):
         status, text = post(f"{url}gradio_api/run/{endpoint}", json.dumps({"data": [None]}).encode())
         assert status >= 400 and "join the queue" in text, (endpoint, status, text)
     config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
-    assert all(dependency.get("queue") is not False for dependency in config["dependencies"])
+    server_side = [dependency for dependency in config["dependencies"] if dependency["backend_fn"]]
+    assert server_side and all(dependency["queue"] for dependency in server_side)
     assert Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")[1]["verdict"] in (
         "known", "unknown")
 
@@ -52,13 +53,32 @@ def test_only_the_queue_answers(url: str, tiny_model: Path) -> None:
 def test_a_correction_needs_an_answer_first(url: str, tiny_model: Path, tmp_path: Path) -> None:
     folder = read_model_folder(tiny_model)
     client = Client(url, verbose=False)
-    photo = folder.examples()[0]
+    photo = solid_photo(tmp_path / "never-answered.png", (90, 160, 30))
     with pytest.raises(AppError, match="send this photo to be classified first"):
         client.predict(handle_file(str(photo)), folder.classes[0], api_name="/feedback")
     client.predict(handle_file(str(photo)), api_name="/predict")
     assert client.predict(handle_file(str(photo)), folder.classes[0], api_name="/feedback") == {
         "class": folder.classes[0]}
     assert NO_ANSWER.startswith("Feedback is about an answer")
+
+
+def test_one_caller_stores_at_most_its_hourly_share(tiny_model: Path, tmp_path: Path) -> None:
+    """25 answered photos reported by one caller with BIRD_FEEDBACK_PER_HOUR=20: 20 kept, 5 refused in one line."""
+    classes = read_model_folder(tiny_model).classes
+    log = tmp_path / "log"
+    with app_in_process({"BIRD_LOG_DIR": str(log), "BIRD_FEEDBACK_PER_HOUR": "20"}, "--model", str(tiny_model)) as running:
+        client = Client(running, verbose=False)
+        refusals = []
+        for index in range(25):
+            photo = solid_photo(tmp_path / f"{index}.png", (40, 200, 40), seed=index)
+            client.predict(handle_file(str(photo)), api_name="/predict")
+            try:
+                client.predict(handle_file(str(photo)), classes[index % 2], api_name="/feedback")
+            except AppError as error:
+                refusals.append(str(error))
+    stored = [path for path in (log / "feedback" / "pending").rglob("*") if path.is_file()]
+    assert len(stored) == 20 and len(refusals) == 5, refusals
+    assert all("\n" not in refusal and "20" in refusal for refusal in refusals), refusals
 
 
 def upload(url: str, path: Path) -> tuple[int, str]:

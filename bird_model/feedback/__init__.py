@@ -12,9 +12,6 @@ The page's buttons and ``/feedback`` are wired in :mod:`bird_model.web`.
 
 from bird_model.feedback.store import FeedbackError, FeedbackStore, Receipt, feedback_record, folder_name_problem
 from bird_model.logfolder import NONE_OF_THESE
-from bird_model.monitoring.visitors import read_visitor_reports  # TRANSITIONAL: web.py's import until it takes it from monitoring
 
 __all__ = [
-    "NONE_OF_THESE", "FeedbackError", "FeedbackStore", "Receipt", "feedback_record", "folder_name_problem",
-    "read_visitor_reports",
-]
+    "NONE_OF_THESE", "FeedbackError", "FeedbackStore", "Receipt", "feedback_record", "folder_name_problem"]

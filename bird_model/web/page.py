@@ -128,7 +128,7 @@ def build_demo(
                      concurrency_id="page", concurrency_limit=None
                      ).failure(lambda: None, None, photo, api_visibility="private")
 
-        def classify_batch(paths: list[str] | None, request: gr.Request) -> tuple[list[list[Any]], str]:
+        def classify_batch(paths: list[str] | None, request: gr.Request) -> tuple[dict[str, list[Any]], str]:
             return batch_rows(predictor, paths, caller_of(request), language_of(request), names)
 
         run_batch.click(classify_batch, batch_in, [table, table_csv], api_name="predict_batch",
@@ -155,7 +155,7 @@ def page_view(answered: Answered, top_k: int, names: dict[str, str], language: s
 
 
 def batch_rows(predictor: Predictor, paths: list[str] | None, caller: str, language: str,
-               names: dict[str, dict[str, str]]) -> tuple[list[list[Any]], str]:
+               names: dict[str, dict[str, str]]) -> tuple[dict[str, list[Any]], str]:
     """One row per photo (name, verdict, closest bird, confidence, problem), and the same as a CSV file.
 
     Each photo is answered like a single one (and logged); a photo that cannot be read gets
@@ -183,7 +183,7 @@ def batch_rows(predictor: Predictor, paths: list[str] | None, caller: str, langu
         writer = csv.writer(file)
         writer.writerow(headers)
         writer.writerows(rows)
-    return gr.Dataframe(rows, headers=headers), file.name
+    return {"headers": headers, "data": rows}, file.name
 
 
 def _add_api(predictor: Predictor, corrections: Corrections | None, about: About) -> None:
