@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.decode_budget import rle_bmp
 from bird_model.formats import FORMAT_NAMES
 from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, ImageError, load_rgb
 
@@ -211,3 +212,12 @@ def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode
     means, peak_mb = result.stdout.splitlines()
     np.testing.assert_allclose([float(value) for value in means.split()], mean_rgb, atol=3)
     assert int(peak_mb) < 300, f"decoding took the process to {peak_mb} MB"
+
+
+@pytest.mark.parametrize(("rle4", "name"), [(False, "RLE8"), (True, "RLE4")])
+def test_run_length_bmps_are_refused_before_decoding(rle4: bool, name: str) -> None:
+    """Pillow decodes RLE BMPs in Python, a byte at a time: this 2 KB file took 12 CPU seconds to decode."""
+    bomb = rle_bmp(179_000, 270, rle4=rle4)
+    assert len(bomb) < 2500
+    with pytest.raises(ImageError, match=rf"run-length compression \({name}\), which takes too long to decode"):
+        load_rgb(bomb, 32)
