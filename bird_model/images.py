@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS, pixel_limit
+from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS, extension_for, pixel_limit
 
 MIN_SIDE = 8
 """Smallest usable width or height: below this a photo holds no recognisable bird."""
@@ -45,6 +45,12 @@ decode budget", measured by benchmarks/decode_budget.py). Real
 encoders write 1 (baseline) to about 10 (libjpeg's progressive script) scans; 100 scans of
 a 50 MP image decode in well under a second.
 """
+
+STORED_MAX_SIDE = 2048
+"""Longest side of a stored visitor's photo (:func:`clean_copy`): 9x the model's 224 pixels,
+room for a larger model later, and at most about 1 MB as JPEG."""
+
+STORED_JPEG_QUALITY = 92
 
 BACKGROUND = (255, 255, 255)
 """Transparent areas are composited onto white, in training and serving alike."""
@@ -91,6 +97,41 @@ def load_rgb(source: str | Path | BinaryIO | bytes, size: int) -> np.ndarray:
             raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
+
+
+def clean_copy(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str]:
+    """A visitor's photo re-encoded from its pixels alone, and the file ending to store it under.
+
+    Whatever a file carries besides pixels (EXIF with GPS position and camera serial, XMP,
+    ICC profile, comments) is left behind: the copy is built from the decoded pixels, with
+    the EXIF orientation applied and transparency flattened onto :data:`BACKGROUND`, exactly
+    as :func:`load_rgb` sees them, so training on the copy sees what the model saw. It is at
+    most :data:`STORED_MAX_SIDE` pixels on its longer side. JPEG sources are stored as JPEG
+    (quality :data:`STORED_JPEG_QUALITY`: already lossy, a PNG would be several times larger
+    for no gain); every other format as PNG, so lossless sources stay lossless. The same
+    budget checks as :func:`load_rgb` run first; failures raise :class:`ImageError`.
+    """
+    with _open(source) as image:
+        _check_dimensions(image)
+        _check_decoder(image)
+        _check_scans(image)
+        jpeg = image.format in ("JPEG", "MPO")
+        try:
+            image.draft("RGB", (STORED_MAX_SIDE, STORED_MAX_SIDE))
+            image.load()
+            rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, STORED_MAX_SIDE // 2)))
+        except MemoryError as error:
+            raise ImageError("The image is too large to process.") from error
+        except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
+            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
+    rgb.thumbnail((STORED_MAX_SIDE, STORED_MAX_SIDE), Image.Resampling.LANCZOS)
+    pixels_only = Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
+    encoded = io.BytesIO()
+    if jpeg:
+        pixels_only.save(encoded, "JPEG", quality=STORED_JPEG_QUALITY)
+    else:
+        pixels_only.save(encoded, "PNG")
+    return encoded.getvalue(), extension_for("JPEG" if jpeg else "PNG")
 
 
 def _shrunk(image: Image.Image, size: int) -> Image.Image:
