@@ -37,10 +37,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import _corrupt_avif, _striped
+from benchmarks.load import _corrupt_avif, _many_scans, _striped
 from benchmarks.machine import describe_machine
 from bird_model.formats import pixel_limit
-from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS
+from bird_model.images import MAX_JPEG_BLOCK_SCANS, MAX_JPEG_BUFFERED_BLOCKS, MAX_JPEG_SCANS, MAX_PIXELS, MAX_PNG_BYTES
 
 CPU_BUDGET_S = 1.0
 MEMORY_BUDGET_MB = 200
@@ -102,15 +102,18 @@ def scan_blocks(data: bytes, start: int) -> int:
     return sum(-(-width * factors[c][0] // (8 * h_max)) * -(-height * factors[c][1] // (8 * v_max)) for c in in_scan)
 
 
-def repeated_scan(data: bytes, scans: int) -> bytes:
-    """``data`` with its costliest scan per byte (most blocks walked per byte) repeated to ``scans`` scans.
+def repeated_scan(data: bytes, budget: int = MAX_JPEG_BLOCK_SCANS) -> bytes:
+    """``data`` with its costliest scan per byte (most blocks walked per byte) repeated while the
+    blocks walked by all scans stay within ``budget`` and the scans within ``MAX_JPEG_SCANS``.
 
     The first scan (DC, all components) sets up the image and is kept once; libjpeg accepts a
     repeated later scan with a warning and walks all its blocks again each time.
     """
     parts = jpeg_scans(data)
     start, end = max(parts[1:], key=lambda part: scan_blocks(data, part[0]) / (part[1] - part[0]))
-    return data[: parts[-1][1]] + data[start:end] * (scans - len(parts)) + data[parts[-1][1] :]
+    walked = sum(scan_blocks(data, part[0]) for part in parts)
+    repeats = min((budget - walked) // scan_blocks(data, start), MAX_JPEG_SCANS - len(parts))
+    return data[: parts[-1][1]] + data[start:end] * max(repeats, 0) + data[parts[-1][1] :]
 
 
 def as_ycck(data: bytes) -> bytes:
@@ -119,27 +122,40 @@ def as_ycck(data: bytes) -> bytes:
     return data[: adobe + 11] + b"\x02" + data[adobe + 12 :]
 
 
+def progressive_side(blocks_per_pixel: float) -> int:
+    """The side of the largest square progressive JPEG the buffered-blocks limit lets through, in whole MCUs."""
+    return min(side("JPEG"), int((MAX_JPEG_BUFFERED_BLOCKS / blocks_per_pixel) ** 0.5) // 16 * 16)
+
+
 def jpeg_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
     edge = side("JPEG")
     yield f"JPEG {edge}x{edge} RGB baseline q95 4:4:4", lambda: encoded(noise("RGB", edge), "JPEG", quality=95, subsampling=0)
     yield f"JPEG {edge}x{edge} RGB baseline q95 4:2:0, restart every block", lambda: encoded(
         noise("RGB", edge), "JPEG", quality=95, restart_marker_blocks=1)
     yield f"JPEG {edge}x{edge} CMYK baseline q95", lambda: encoded(noise("CMYK", edge), "JPEG", quality=95)
-    variants = [("gray", "L", {}), ("RGB 4:2:0", "RGB", {"subsampling": 2}), ("RGB 4:2:2", "RGB", {"subsampling": 1}),
-                ("RGB 4:4:4", "RGB", {"subsampling": 0}), ("CMYK", "CMYK", {})]
-    for name, mode, options in variants:
-        yield f"JPEG {edge}x{edge} {name} progressive, {MAX_JPEG_SCANS} scans", lambda mode=mode, options=options: (
-            repeated_scan(encoded(Image.new(mode, (edge, edge)), "JPEG", progressive=True, quality=50, **options),
-                          MAX_JPEG_SCANS))
-    yield f"JPEG {edge}x{edge} YCCK progressive, {MAX_JPEG_SCANS} scans", lambda: as_ycck(repeated_scan(
-        encoded(Image.new("CMYK", (edge, edge)), "JPEG", progressive=True, quality=50), MAX_JPEG_SCANS))
-    yield f"JPEG {edge}x{edge} RGB 4:4:4 progressive, {MAX_JPEG_SCANS} scans, restart every block", lambda: repeated_scan(
-        encoded(Image.new("RGB", (edge, edge)), "JPEG", progressive=True, quality=50, subsampling=0,
-                restart_marker_blocks=1), MAX_JPEG_SCANS)
-    yield f"JPEG {edge}x{edge} RGB 4:4:4 progressive noise q95", lambda: encoded(
-        noise("RGB", edge), "JPEG", quality=95, subsampling=0, progressive=True)
-    yield "JPEG 7000x7000 RGB, 20,000 scans (refused)", lambda: repeated_scan(
-        encoded(Image.new("RGB", (7000, 7000)), "JPEG", progressive=True, quality=50), 20_000)
+    variants = [("gray", "L", {}, 1), ("RGB 4:2:0", "RGB", {"subsampling": 2}, 1.5),
+                ("RGB 4:2:2", "RGB", {"subsampling": 1}, 2), ("RGB 4:4:4", "RGB", {"subsampling": 0}, 3),
+                ("CMYK", "CMYK", {}, 4)]
+    for name, mode, options, blocks in variants:
+        edge = progressive_side(blocks / 64)
+        yield f"JPEG {edge}x{edge} {name} progressive, scans repeated up to the limits", (
+            lambda edge=edge, mode=mode, options=options: repeated_scan(
+                encoded(Image.new(mode, (edge, edge)), "JPEG", progressive=True, quality=50, **options)))
+        yield f"JPEG {edge}x{edge} {name} progressive noise q95", lambda edge=edge, mode=mode, options=options: encoded(
+            noise(mode, edge), "JPEG", quality=95, progressive=True, **options)
+    edge = progressive_side(4 / 64)
+    yield f"JPEG {edge}x{edge} YCCK progressive, scans repeated up to the limits", lambda: as_ycck(repeated_scan(
+        encoded(Image.new("CMYK", (edge, edge)), "JPEG", progressive=True, quality=50)))
+    edge = progressive_side(3 / 64)
+    yield f"JPEG {edge}x{edge} RGB 4:4:4 progressive, scans repeated up to the limits, restart every block", (
+        lambda: repeated_scan(encoded(Image.new("RGB", (edge, edge)), "JPEG", progressive=True, quality=50,
+                                      subsampling=0, restart_marker_blocks=1)))
+    edge = side("JPEG")
+    yield f"JPEG {edge}x{edge} gray, 100 scans (refused: blocks walked)", lambda: repeated_scan(
+        encoded(Image.new("L", (edge, edge)), "JPEG", progressive=True, quality=50), budget=10**12)
+    yield f"JPEG {edge}x{edge} CMYK progressive (refused: blocks held)", lambda: encoded(
+        Image.new("CMYK", (edge, edge)), "JPEG", progressive=True, quality=50)
+    yield "JPEG 7000x7000 RGB, 20,000 scans (refused: scans)", lambda: _many_scans(20_000)
 
 
 # -- PNG ---------------------------------------------------------------------------------------
@@ -159,24 +175,33 @@ def png(width: int, height: int, depth: int, color_type: int, *, interlace: bool
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, int(interlace))
-    extra = chunk(b"PLTE", bytes(range(3 * palette_size))[: 3 * palette_size]) if palette_size else b""
+    extra = chunk(b"PLTE", bytes(index % 256 for index in range(3 * palette_size))) if palette_size else b""
     extra += chunk(b"tRNS", b"\x00" * (palette_size or 2 * channels)) if transparency else b""
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
+def png_side(bits: int) -> int:
+    """The side of the largest square PNG of ``bits`` bits per pixel that the header checks let through."""
+    return int(min(MAX_PIXELS, MAX_PNG_BYTES * 8 // bits) ** 0.5) - 8
+
+
 def png_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
-    edge = side("PNG")
+    edge = png_side(32)
     yield f"PNG {edge}x{edge} RGBA noise", lambda: encoded(noise("RGBA", edge), "PNG")
-    yield f"PNG {edge}x{edge} 16-bit gray stripes", lambda: encoded(_striped("I;16"), "PNG", optimize=True)
+    yield "PNG 7000x7000 RGBA (refused: pixel data)", lambda: png(7000, 7000, 8, 6)
     for depth, color_type, name in [(16, 6, "16-bit RGBA"), (16, 2, "16-bit RGB"), (8, 6, "8-bit RGBA"),
-                                    (16, 4, "16-bit gray+alpha"), (16, 0, "16-bit gray"), (1, 0, "1-bit gray")]:
+                                    (8, 2, "8-bit RGB"), (16, 4, "16-bit gray+alpha"), (16, 0, "16-bit gray"),
+                                    (8, 0, "8-bit gray"), (1, 0, "1-bit gray")]:
+        edge = png_side(depth * {0: 1, 2: 3, 4: 2, 6: 4}[color_type])
         for interlace in (False, True):
             yield f"PNG {edge}x{edge} {name}{', Adam7' if interlace else ''}, Paeth rows", (
-                lambda depth=depth, color_type=color_type, interlace=interlace: png(edge, edge, depth, color_type,
-                                                                                    interlace=interlace))
+                lambda edge=edge, depth=depth, color_type=color_type, interlace=interlace: png(
+                    edge, edge, depth, color_type, interlace=interlace))
     for depth in (1, 8):
-        yield f"PNG {edge}x{edge} {depth}-bit palette + tRNS, Adam7, Paeth rows", lambda depth=depth: png(
+        edge = png_side(depth)
+        yield f"PNG {edge}x{edge} {depth}-bit palette + tRNS, Adam7, Paeth rows", lambda edge=edge, depth=depth: png(
             edge, edge, depth, 3, interlace=True, palette_size=2**depth, transparency=True)
+    edge = png_side(24)
     yield f"PNG {edge}x{edge} 8-bit RGB with tRNS, Paeth rows", lambda: png(edge, edge, 8, 2, transparency=True)
 
 
@@ -184,9 +209,16 @@ def png_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
 
 
 def animation(format_: str, edge: int, frames: int, **options: object) -> bytes:
+    """A full-size noisy first frame, then frames that each change a small patch (built one at a time)."""
     first = noise("L", edge).convert("P") if format_ == "GIF" else noise("RGB", edge)
-    rest = [Image.new(first.mode, (edge, edge), index % 200) for index in range(1, frames)]
-    return encoded(first, format_, save_all=True, append_images=rest, **options)
+
+    def rest() -> Iterator[Image.Image]:
+        for index in range(1, frames):
+            frame = first.copy()
+            frame.paste(index % 200 if format_ == "GIF" else (index % 200,) * 3, (0, 0, 64, 64))
+            yield frame
+
+    return encoded(first, format_, save_all=True, append_images=rest(), **options)
 
 
 def bmp(width: int, height: int, bits: int, compression: int = 0, body: bytes | None = None) -> bytes:
@@ -210,11 +242,11 @@ def rle_bmp(width: int, height: int, rle4: bool = False) -> bytes:
 def other_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
     edge, webp_edge = side("GIF"), side("WEBP")
     yield f"GIF {edge}x{edge} noise", lambda: encoded(noise("L", edge).convert("P"), "GIF")
-    yield f"GIF {edge}x{edge} interlaced, 500 frames", lambda: animation("GIF", edge, 500, interlace=True)
+    yield f"GIF {edge}x{edge} interlaced, 50 frames", lambda: animation("GIF", edge, 50, interlace=True)
     yield f"WebP {webp_edge}x{webp_edge} lossless noise", lambda: encoded(noise("RGB", webp_edge), "WEBP", lossless=True)
     yield f"WebP {webp_edge}x{webp_edge} lossy q100 noise", lambda: encoded(noise("RGB", webp_edge), "WEBP", quality=100)
     yield f"WebP {webp_edge}x{webp_edge} RGBA lossless", lambda: encoded(noise("RGBA", webp_edge), "WEBP", lossless=True)
-    yield f"WebP {webp_edge}x{webp_edge} animated, 200 frames", lambda: animation("WEBP", webp_edge, 200, lossless=True)
+    yield f"WebP {webp_edge}x{webp_edge} animated, 20 frames", lambda: animation("WEBP", webp_edge, 20, lossless=True)
     yield "WebP 7000x7000 lossless (refused: over the WebP limit)", lambda: encoded(Image.new("RGB", (7000, 7000)), "WEBP",
                                                                                    lossless=True)
     edge = side("BMP")

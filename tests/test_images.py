@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.decode_budget import rle_bmp
+from benchmarks.decode_budget import repeated_scan, rle_bmp
 from bird_model.formats import FORMAT_NAMES
-from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, ImageError, load_rgb
+from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, MAX_PNG_BYTES, ImageError, load_rgb
 
 
 def saved(image: Image.Image, path: Path, **options) -> Path:
@@ -174,9 +174,9 @@ def test_the_readme_lists_the_formats_the_decoder_reads() -> None:
     assert f"Photos in {FORMAT_NAMES} are read" in readme
 
 
-def huge(mode: str) -> Image.Image:
-    """7000x7000 (49 MP, just under the limit) in ``mode``, striped so the decoded result is checkable."""
-    stripes = np.zeros((7000, 7000), dtype=np.uint16 if mode == "I;16" else np.uint8)
+def huge(mode: str, side: int = 7000) -> Image.Image:
+    """``side`` x ``side`` (7000: 49 MP, just under the limit) in ``mode``, striped so the decoded result is checkable."""
+    stripes = np.zeros((side, side), dtype=np.uint16 if mode == "I;16" else np.uint8)
     stripes[::2] = 40000 if mode == "I;16" else 1
     if mode == "1":
         return Image.fromarray(stripes.astype(bool))
@@ -189,17 +189,20 @@ def huge(mode: str) -> Image.Image:
 
 
 @pytest.mark.parametrize(
-    ("mode", "mean_rgb"),
-    [("I;16", [77.8] * 3), ("P", [127.5, 127.5, 255]), ("1", [127.5] * 3)],
+    ("mode", "side", "mean_rgb"),
+    [("I;16", 6000, [77.8] * 3), ("P", 7000, [127.5, 127.5, 255]), ("1", 7000, [127.5] * 3)],
 )
-def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode: str, mean_rgb: list[float]) -> None:
+def test_huge_images_of_every_mode_decode_in_bounded_memory(
+    tmp_path: Path, mode: str, side: int, mean_rgb: list[float]
+) -> None:
     """Each mode is shrunk before any full-size conversion: tens of MB over the decoded file, not a GB.
 
     Stripes of alternating rows average out: 16-bit 40000 and 0 to 77.8; transparent (white)
-    and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5.
+    and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5. 16-bit gray
+    is as large as MAX_PNG_BYTES lets it be.
     """
     path = tmp_path / "huge.png"
-    huge(mode).save(path, optimize=True)
+    huge(mode, side).save(path, optimize=True)
     assert path.stat().st_size < 400_000, "a tiny file that decodes to 49 million pixels"
     # VmHWM, not ru_maxrss: that one carries this (large) process's peak into the child.
     probe = (
@@ -221,3 +224,36 @@ def test_run_length_bmps_are_refused_before_decoding(rle4: bool, name: str) -> N
     assert len(bomb) < 2500
     with pytest.raises(ImageError, match=rf"run-length compression \({name}\), which takes too long to decode"):
         load_rgb(bomb, 32)
+
+
+def test_pngs_with_too_much_pixel_data_are_refused_from_the_header() -> None:
+    """Inflating and unfiltering cost time per byte of pixel data, however small the file: 7000x7000 16-bit gray
+    (98 MB of data in a 0.1 MB file) is refused, 6000x6000 (72 MB) decodes (the test above)."""
+    encoded = io.BytesIO()
+    huge("I;16").save(encoded, "PNG", optimize=True)
+    with pytest.raises(ImageError, match=rf"7000x7000 pixels of 16 bits is 98 MB of pixel data, over the limit of "
+                                         rf"{MAX_PNG_BYTES // 1_000_000} MB"):
+        load_rgb(encoded.getvalue(), 32)
+
+
+def test_jpeg_scans_walking_too_many_blocks_are_refused_before_decoding() -> None:
+    """Time grows with blocks x scans: 60 scans of a blank 4000x4000 gray JPEG (15 million blocks walked) are
+    refused though under the scan count, the same file with libjpeg's own 6 scans decodes."""
+    encoded = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(encoded, "JPEG", progressive=True)
+    assert load_rgb(encoded.getvalue(), 32).shape == (32, 32, 3)
+    hostile = repeated_scan(encoded.getvalue(), budget=15_000_000)
+    assert hostile.count(b"\xff\xda") <= MAX_JPEG_SCANS
+    with pytest.raises(ImageError, match="progressive scans of 4000x4000 pixels would take too long to decode"):
+        load_rgb(hostile, 32)
+
+
+def test_large_progressive_jpegs_with_full_resolution_colour_are_refused() -> None:
+    """A progressive JPEG is held whole as coefficients: 5000x5000 CMYK would need 200 MB; baseline needs little."""
+    image = Image.new("CMYK", (5000, 5000), (0, 255, 255, 0))
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    image.save(baseline, "JPEG")
+    image.save(progressive, "JPEG", progressive=True)
+    assert load_rgb(baseline.getvalue(), 32).shape == (32, 32, 3)
+    with pytest.raises(ImageError, match="progressive JPEG is too large to decode: 5000x5000 pixels"):
+        load_rgb(progressive.getvalue(), 32)
