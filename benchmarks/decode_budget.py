@@ -40,7 +40,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load import _corrupt_avif, _many_scans, _striped
 from benchmarks.machine import describe_machine
 from bird_model.formats import pixel_limit
-from bird_model.images import MAX_JPEG_BLOCK_SCANS, MAX_JPEG_BUFFERED_BLOCKS, MAX_JPEG_SCANS, MAX_PIXELS, MAX_PNG_BYTES
+from bird_model.images import (
+    JPEG_BYTE_BLOCKS,
+    MAX_JPEG_BLOCK_SCANS,
+    MAX_JPEG_BUFFERED_BLOCKS,
+    MAX_JPEG_SCANS,
+    MAX_PIXEL_DATA_BYTES,
+    MAX_PIXELS,
+    ImageError,
+    load_rgb,
+)
 
 CPU_BUDGET_S = 1.0
 MEMORY_BUDGET_MB = 200
@@ -104,15 +113,17 @@ def scan_blocks(data: bytes, start: int) -> int:
 
 def repeated_scan(data: bytes, budget: int = MAX_JPEG_BLOCK_SCANS) -> bytes:
     """``data`` with its costliest scan per byte (most blocks walked per byte) repeated while the
-    blocks walked by all scans stay within ``budget`` and the scans within ``MAX_JPEG_SCANS``.
+    work (blocks walked, and bytes as ``JPEG_BYTE_BLOCKS``) stays within ``budget`` and the scans
+    within ``MAX_JPEG_SCANS``.
 
     The first scan (DC, all components) sets up the image and is kept once; libjpeg accepts a
     repeated later scan with a warning and walks all its blocks again each time.
     """
     parts = jpeg_scans(data)
     start, end = max(parts[1:], key=lambda part: scan_blocks(data, part[0]) / (part[1] - part[0]))
-    walked = sum(scan_blocks(data, part[0]) for part in parts)
-    repeats = min((budget - walked) // scan_blocks(data, start), MAX_JPEG_SCANS - len(parts))
+    walked = sum(scan_blocks(data, part[0]) for part in parts) + JPEG_BYTE_BLOCKS * len(data)
+    each = scan_blocks(data, start) + JPEG_BYTE_BLOCKS * (end - start)
+    repeats = min(int((budget - walked) // each), MAX_JPEG_SCANS - len(parts))
     return data[: parts[-1][1]] + data[start:end] * max(repeats, 0) + data[parts[-1][1] :]
 
 
@@ -125,6 +136,19 @@ def as_ycck(data: bytes) -> bytes:
 def progressive_side(blocks_per_pixel: float) -> int:
     """The side of the largest square progressive JPEG the buffered-blocks limit lets through, in whole MCUs."""
     return min(side("JPEG"), int((MAX_JPEG_BUFFERED_BLOCKS / blocks_per_pixel) ** 0.5) // 16 * 16)
+
+
+def highest_quality_accepted(image: Image.Image, **options: object) -> bytes:
+    """The JPEG of ``image`` at the highest quality (in steps of 5) that the header checks accept: the most
+    compressed data a stranger can send at this size."""
+    for quality in range(95, 0, -5):
+        data = encoded(image, "JPEG", quality=quality, **options)
+        try:
+            load_rgb(data, 224)
+        except ImageError:
+            continue
+        return data
+    raise ValueError("no quality is accepted")
 
 
 def jpeg_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
@@ -150,6 +174,11 @@ def jpeg_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
     yield f"JPEG {edge}x{edge} RGB 4:4:4 progressive, scans repeated up to the limits, restart every block", (
         lambda: repeated_scan(encoded(Image.new("RGB", (edge, edge)), "JPEG", progressive=True, quality=50,
                                       subsampling=0, restart_marker_blocks=1)))
+    for name, mode, options, blocks in variants:
+        edge = progressive_side(blocks / 64)
+        yield f"JPEG {edge}x{edge} {name} progressive, fine noise, the highest quality accepted", (
+            lambda edge=edge, mode=mode, options=options: highest_quality_accepted(
+                noise(mode, edge, scale=1), progressive=True, **options))
     edge = side("JPEG")
     yield f"JPEG {edge}x{edge} gray, 100 scans (refused: blocks walked)", lambda: repeated_scan(
         encoded(Image.new("L", (edge, edge)), "JPEG", progressive=True, quality=50), budget=10**12)
@@ -180,28 +209,28 @@ def png(width: int, height: int, depth: int, color_type: int, *, interlace: bool
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
-def png_side(bits: int) -> int:
-    """The side of the largest square PNG of ``bits`` bits per pixel that the header checks let through."""
-    return int(min(MAX_PIXELS, MAX_PNG_BYTES * 8 // bits) ** 0.5) - 8
+def data_side(bits: int) -> int:
+    """The side of the largest square PNG or BMP of ``bits`` bits per pixel that the header checks let through."""
+    return int(min(MAX_PIXELS, MAX_PIXEL_DATA_BYTES * 8 // bits) ** 0.5) - 8
 
 
 def png_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
-    edge = png_side(32)
+    edge = data_side(32)
     yield f"PNG {edge}x{edge} RGBA noise", lambda: encoded(noise("RGBA", edge), "PNG")
     yield "PNG 7000x7000 RGBA (refused: pixel data)", lambda: png(7000, 7000, 8, 6)
     for depth, color_type, name in [(16, 6, "16-bit RGBA"), (16, 2, "16-bit RGB"), (8, 6, "8-bit RGBA"),
                                     (8, 2, "8-bit RGB"), (16, 4, "16-bit gray+alpha"), (16, 0, "16-bit gray"),
                                     (8, 0, "8-bit gray"), (1, 0, "1-bit gray")]:
-        edge = png_side(depth * {0: 1, 2: 3, 4: 2, 6: 4}[color_type])
+        edge = data_side(depth * {0: 1, 2: 3, 4: 2, 6: 4}[color_type])
         for interlace in (False, True):
             yield f"PNG {edge}x{edge} {name}{', Adam7' if interlace else ''}, Paeth rows", (
                 lambda edge=edge, depth=depth, color_type=color_type, interlace=interlace: png(
                     edge, edge, depth, color_type, interlace=interlace))
     for depth in (1, 8):
-        edge = png_side(depth)
+        edge = data_side(depth)
         yield f"PNG {edge}x{edge} {depth}-bit palette + tRNS, Adam7, Paeth rows", lambda edge=edge, depth=depth: png(
             edge, edge, depth, 3, interlace=True, palette_size=2**depth, transparency=True)
-    edge = png_side(24)
+    edge = data_side(24)
     yield f"PNG {edge}x{edge} 8-bit RGB with tRNS, Paeth rows", lambda: png(edge, edge, 8, 2, transparency=True)
 
 
@@ -249,10 +278,13 @@ def other_cases() -> Iterator[tuple[str, Callable[[], bytes]]]:
     yield f"WebP {webp_edge}x{webp_edge} animated, 20 frames", lambda: animation("WEBP", webp_edge, 20, lossless=True)
     yield "WebP 7000x7000 lossless (refused: over the WebP limit)", lambda: encoded(Image.new("RGB", (7000, 7000)), "WEBP",
                                                                                    lossless=True)
-    edge = side("BMP")
-    for bits in (1, 4, 8, 24, 32):
-        yield f"BMP {edge}x{edge} {bits}-bit", lambda bits=bits: bmp(edge, edge, bits)
+    for bits in (1, 4, 8, 16, 24, 32):
+        edge = data_side(bits)
+        yield f"BMP {edge}x{edge} {bits}-bit", lambda edge=edge, bits=bits: bmp(edge, edge, bits)
+    edge = data_side(16)
     yield f"BMP {edge}x{edge} 16-bit bitfields 5-6-5", lambda: bmp(edge, edge, 16, 3)
+    yield "BMP 7000x7000 24-bit (refused: pixel data)", lambda: bmp(7000, 7000, 24)
+    edge = side("BMP")
     yield f"BMP {edge}x{edge} 8-bit RLE8 (refused)", lambda: rle_bmp(edge, edge)
     yield "BMP 179000x270 8-bit RLE8, 2 KB (refused)", lambda: rle_bmp(179_000, 270)
     yield f"BMP {edge}x{edge} 4-bit RLE4 (refused)", lambda: rle_bmp(edge, edge, rle4=True)

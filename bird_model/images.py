@@ -43,15 +43,25 @@ Real encoders write 1 (baseline) to about 12 (libjpeg's and mozjpeg's progressiv
 scans. A quick first bound; :data:`MAX_JPEG_BLOCK_SCANS` is the one that bounds the time.
 """
 
-MAX_JPEG_BLOCK_SCANS = 10_000_000
-"""Refuse JPEGs whose scans walk more 8x8 blocks in all, counted from the headers before decoding.
+MAX_JPEG_BLOCK_SCANS = 11_000_000
+"""Refuse JPEGs whose decoding work, in 8x8 blocks walked, is larger, counted from the headers.
 
 Each progressive scan walks every block of the components it names again, however few bytes
 it holds, so time grows with blocks x scans, not with file size: a 0.19 MB 7063x7063 gray
 JPEG whose scans each walk all 780,000 blocks took 5.6 CPU seconds at 100 scans (about
 70 ns a block; README.md, "A public demo: what a stranger can reach", measured by
-benchmarks/decode_budget.py). libjpeg's own progressive script walks about 6.2 million
-blocks for a 49 MP 4:2:0 photo, which this admits.
+benchmarks/decode_budget.py). The compressed data of a multi-scan JPEG costs more on top
+(:data:`JPEG_BYTE_BLOCKS`). 11 million blocks are about 0.85 s; libjpeg's own progressive
+script walks 6.2 million for a 49 MP 4:2:0 photo, 3.1 million for 24 MP.
+"""
+
+JPEG_BYTE_BLOCKS = 0.7
+"""What a byte of a multi-scan JPEG's compressed data costs, in blocks walked.
+
+A 26 MB progressive 7063x7063 JPEG of fine noise took 1.68 CPU seconds, 1.25 s more than its
+6.2 million blocks walked: about 48 ns a byte, 0.7 of a block. (Baseline data costs a third
+of that: a 35 MB baseline JPEG took 0.55 s, so it needs no limit beyond the pixel count.)
+So a 24 MP progressive photo may hold up to 11 MB, a 49 MP 4:2:0 one 6.8 MB.
 """
 
 MAX_JPEG_BUFFERED_BLOCKS = 1_250_000
@@ -63,13 +73,15 @@ blocks (160 MB) admit 50 MP gray or 4:2:0 colour (how cameras and phones save), 
 26 MP 4:4:4 and 19 MP CMYK. Baseline (one-scan) JPEGs decode a row of blocks at a time.
 """
 
-MAX_PNG_BYTES = 75_000_000
-"""Refuse PNGs with more pixel data than this (width x height x bits per pixel), from the header.
+MAX_PIXEL_DATA_BYTES = 75_000_000
+"""Refuse PNGs and BMPs with more pixel data than this (width x height x bits per pixel), from the header.
 
-Inflating and unfiltering cost about 9 ns a byte of pixel data however well it compresses: a
-0.2 MB 7063x7063 8-bit RGBA PNG of Paeth-filtered rows took 1.8 CPU seconds, the same in
-16-bit RGBA 3.3 s, a 50 MP 16-bit gray one (100 MB of data) 1.1 s. 75 MB admits 18 MP RGBA,
-25 MP RGB (a 6000x4000 camera photo), 37 MP 16-bit gray and 50 MP 8-bit gray or palette.
+Inflating and unfiltering a PNG cost about 9 ns a byte of pixel data however well it
+compresses: a 0.2 MB 7063x7063 8-bit RGBA PNG of Paeth-filtered rows took 1.8 CPU seconds,
+the same in 16-bit RGBA 3.3 s, a 50 MP 16-bit gray one (100 MB of data) 1.1 s. An
+uncompressed BMP is its pixel data, but Pillow holds 24-, 32- and 16-bit ones at 4 bytes a
+pixel: 208 MB for 49 MP. 75 MB admits 18 MP RGBA, 25 MP RGB (a 6000x4000 camera photo),
+37 MP 16-bit and 50 MP 8-bit gray or palette images.
 """
 
 STORED_MAX_SIDE = 2048
@@ -269,25 +281,37 @@ def _check_budget(image: Image.Image) -> None:
     _check_dimensions(image)
     _check_decoder(image)
     _check_scans(image)
-    _check_png_data(image)
+    _check_pixel_data(image)
 
 
-def _check_png_data(image: Image.Image) -> None:
-    """Refuse a PNG with more than :data:`MAX_PNG_BYTES` of pixel data, from its IHDR chunk."""
-    if image.format != "PNG" or image.fp is None:
-        return
-    position = image.fp.tell()
-    image.fp.seek(24)  # signature, IHDR length and type, width, height
-    depth, color_type = image.fp.read(2)
-    image.fp.seek(position)
-    bits = _PNG_CHANNELS.get(color_type, 4) * depth
+def _check_pixel_data(image: Image.Image) -> None:
+    """Refuse a PNG or BMP with more than :data:`MAX_PIXEL_DATA_BYTES` of pixel data, from its header."""
+    bits = _stored_bits(image)
     stored = image.width * image.height * bits // 8
-    if stored > MAX_PNG_BYTES:
+    if stored > MAX_PIXEL_DATA_BYTES:
         raise ImageError(
-            f"The PNG is too large to decode quickly: {image.width}x{image.height} pixels of {bits} bits is "
-            f"{stored // 1_000_000} MB of pixel data, over the limit of {MAX_PNG_BYTES // 1_000_000} MB; "
+            f"The {image.format} is too large to decode quickly: {image.width}x{image.height} pixels of {bits} bits "
+            f"is {stored // 1_000_000} MB of pixel data, over the limit of {MAX_PIXEL_DATA_BYTES // 1_000_000} MB; "
             "save it smaller, or as JPEG."
         )
+
+
+def _stored_bits(image: Image.Image) -> int:
+    """Bits per pixel as a PNG (IHDR: bit depth x samples) or BMP (info header) stores them; 0 for other formats."""
+    if image.format not in ("PNG", "BMP") or image.fp is None:
+        return 0
+    position = image.fp.tell()
+    if image.format == "PNG":
+        image.fp.seek(24)  # signature, IHDR length and type, width, height
+        depth, color_type = image.fp.read(2)
+        bits = depth * _PNG_CHANNELS.get(color_type, 4)
+    else:
+        image.fp.seek(14)
+        header_size = int.from_bytes(image.fp.read(4), "little")
+        image.fp.seek(24 if header_size == 12 else 28)  # OS/2's 12-byte header has 16-bit width and height
+        bits = int.from_bytes(image.fp.read(2), "little")
+    image.fp.seek(position)
+    return bits
 
 
 def _check_decoder(image: Image.Image) -> None:
@@ -309,18 +333,21 @@ def _check_scans(image: Image.Image) -> None:
     """Refuse a JPEG whose scans would take too long or too much memory, before decoding it.
 
     Reads each scan's header (which components it walks) from the markers: more than
-    :data:`MAX_JPEG_SCANS` scans, more than :data:`MAX_JPEG_BLOCK_SCANS` blocks walked, or
-    more than :data:`MAX_JPEG_BUFFERED_BLOCKS` blocks held by a multi-scan file are refused.
+    :data:`MAX_JPEG_SCANS` scans, more than :data:`MAX_JPEG_BUFFERED_BLOCKS` blocks held by a
+    multi-scan file, or more work than :data:`MAX_JPEG_BLOCK_SCANS` blocks walked (a
+    multi-scan file's compressed bytes counted at :data:`JPEG_BYTE_BLOCKS`) are refused.
     """
     if image.format not in ("JPEG", "MPO") or image.fp is None:
         return
     position = image.fp.tell()
     try:
-        scans = _scan_components(image.fp)
+        scans, scan_bytes = _scan_components(image.fp)
     finally:
         image.fp.seek(position)
     blocks = _component_blocks(image)
     walked = sum(blocks.get(component, 0) for scan in scans for component in scan)
+    if len(scans) > 1:
+        walked += int(JPEG_BYTE_BLOCKS * scan_bytes)
     if len(scans) > 1 and sum(blocks.values()) > MAX_JPEG_BUFFERED_BLOCKS:
         raise ImageError(
             f"The progressive JPEG is too large to decode: {image.width}x{image.height} pixels with full-resolution "
@@ -329,12 +356,13 @@ def _check_scans(image: Image.Image) -> None:
     if walked > MAX_JPEG_BLOCK_SCANS:
         raise ImageError(
             f"The JPEG's {len(scans)} progressive scans of {image.width}x{image.height} pixels would take too long "
-            "to decode; save it again as a normal (baseline) JPEG."
+            "to decode; save it again as a normal (baseline) JPEG, or smaller."
         )
 
 
-def _scan_components(fp: BinaryIO) -> list[bytes]:
-    """The component ids of each scan of the file, at most :data:`MAX_JPEG_SCANS` + 1 of them.
+def _scan_components(fp: BinaryIO) -> tuple[list[bytes], int]:
+    """The component ids of each scan of the file (at most :data:`MAX_JPEG_SCANS` + 1 of them),
+    and the bytes from the first scan to the end of the file.
 
     The header segments are skipped by their lengths up to the first scan, as libjpeg does, so
     an EXIF thumbnail's scans are not counted. From there on every 0xFF 0xDA is a scan: inside
@@ -359,7 +387,7 @@ def _scan_components(fp: BinaryIO) -> list[bytes]:
         fp.seek(start + 4)
         count = fp.read(1)
         scans.append(fp.read(2 * count[0])[::2] if count else b"")
-    return scans
+    return scans, offset - (starts[0] if starts else offset)
 
 
 def _first_scan(fp: BinaryIO) -> int:

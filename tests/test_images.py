@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.decode_budget import repeated_scan, rle_bmp
+from benchmarks.decode_budget import bmp, repeated_scan, rle_bmp
 from bird_model.formats import FORMAT_NAMES
-from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, MAX_PNG_BYTES, ImageError, load_rgb
+from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, MAX_PIXEL_DATA_BYTES, ImageError, load_rgb
 
 
 def saved(image: Image.Image, path: Path, **options) -> Path:
@@ -155,11 +155,11 @@ def test_only_the_listed_formats_are_decoded(format_: str) -> None:
 def test_webp_has_its_own_lower_pixel_limit() -> None:
     """Pillow's WebP decoder needs about four times a PNG's memory per pixel."""
     encoded = io.BytesIO()
-    Image.new("RGB", (5000, 4000), "green").save(encoded, "WEBP")
-    with pytest.raises(ImageError, match="5000x4000 pixels is over the limit of 16 megapixels for WebP"):
+    Image.new("RGB", (4000, 3008), "green").save(encoded, "WEBP")
+    with pytest.raises(ImageError, match="4000x3008 pixels is over the limit of 12 megapixels for WebP"):
         load_rgb(encoded.getvalue(), 32)
     encoded = io.BytesIO()
-    Image.new("RGB", (4000, 4000), "green").save(encoded, "WEBP")
+    Image.new("RGB", (4000, 3000), "green").save(encoded, "WEBP")
     assert load_rgb(encoded.getvalue(), 32).shape == (32, 32, 3)
 
 
@@ -199,7 +199,7 @@ def test_huge_images_of_every_mode_decode_in_bounded_memory(
 
     Stripes of alternating rows average out: 16-bit 40000 and 0 to 77.8; transparent (white)
     and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5. 16-bit gray
-    is as large as MAX_PNG_BYTES lets it be.
+    is as large as MAX_PIXEL_DATA_BYTES lets it be.
     """
     path = tmp_path / "huge.png"
     huge(mode, side).save(path, optimize=True)
@@ -232,7 +232,7 @@ def test_pngs_with_too_much_pixel_data_are_refused_from_the_header() -> None:
     encoded = io.BytesIO()
     huge("I;16").save(encoded, "PNG", optimize=True)
     with pytest.raises(ImageError, match=rf"7000x7000 pixels of 16 bits is 98 MB of pixel data, over the limit of "
-                                         rf"{MAX_PNG_BYTES // 1_000_000} MB"):
+                                         rf"{MAX_PIXEL_DATA_BYTES // 1_000_000} MB"):
         load_rgb(encoded.getvalue(), 32)
 
 
@@ -256,4 +256,24 @@ def test_large_progressive_jpegs_with_full_resolution_colour_are_refused() -> No
     image.save(progressive, "JPEG", progressive=True)
     assert load_rgb(baseline.getvalue(), 32).shape == (32, 32, 3)
     with pytest.raises(ImageError, match="progressive JPEG is too large to decode: 5000x5000 pixels"):
+        load_rgb(progressive.getvalue(), 32)
+
+
+def test_bmps_with_too_much_pixel_data_are_refused_from_the_header() -> None:
+    """Pillow holds a 24-bit BMP at 4 bytes a pixel: 7000x7000 would take 200 MB; 8-bit stays allowed."""
+    with pytest.raises(ImageError, match="The BMP is too large to decode quickly: 7000x7000 pixels of 24 bits is 147 MB"):
+        load_rgb(bmp(7000, 7000, 24), 32)
+    assert load_rgb(bmp(7000, 7000, 8), 32).shape == (32, 32, 3)
+
+
+def test_progressive_jpegs_with_too_much_compressed_data_are_refused() -> None:
+    """A multi-scan JPEG's bytes cost three times a baseline one's: 20 MB of progressive noise is refused, the
+    same pixels saved as a baseline JPEG decode."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (4000, 5000, 3), dtype=np.uint8))
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    noise.save(baseline, "JPEG", quality=95)
+    noise.save(progressive, "JPEG", quality=95, progressive=True)
+    assert progressive.tell() > 15_000_000
+    assert load_rgb(baseline.getvalue(), 32).shape == (32, 32, 3)
+    with pytest.raises(ImageError, match="progressive scans of 5000x4000 pixels would take too long to decode"):
         load_rgb(progressive.getvalue(), 32)
