@@ -277,20 +277,39 @@ def shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list
     return shuffled
 
 
+OUTSIDE = "a link to outside the dataset folder; not read"
+
+
 def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
     """Every non-hidden file inside a class folder (at any depth) with its class, or why it is not a candidate.
 
     Training's dataset check and ``bird_model.evaluate`` read labelled folders through this one scan.
+    A dataset may come from a stranger (a Hub or Kaggle download, a shared folder), so a symbolic
+    link (a photo or a class folder) whose target leaves the dataset folder is listed with
+    :data:`OUTSIDE` and never opened: ``/etc/passwd`` or someone's private photos must neither
+    be read nor trained on and published as an example. Links within the folder are followed
+    (the scan does not descend into linked sub-folders of a class). Raises :class:`DatasetError`
+    for a class folder whose name is not fit to be a class name (:func:`_check_class_name`).
     """
     candidates: list[tuple[Path, str]] = []
     rejections: list[Rejection] = []
     for root in folders:
         if not root.is_dir():
             raise DatasetError(f"Dataset folder not found: {root}")
+        inside = root.resolve()
         for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if _leaves(class_dir, inside):
+                rejections.append(Rejection(class_dir, OUTSIDE))
+                continue
+            _check_class_name(class_dir)
             for path in sorted(class_dir.rglob("*")):
                 relative = path.relative_to(class_dir)
-                if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                if any(part.startswith(".") for part in relative.parts):
+                    continue
+                if _leaves(path, inside):
+                    rejections.append(Rejection(path, OUTSIDE))
+                    continue
+                if not path.is_file():
                     continue
                 if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
                     rejections.append(Rejection(path, f"unsupported file type '{path.suffix or path.name}'"))
@@ -299,6 +318,26 @@ def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[R
         stray = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
         rejections.extend(Rejection(p, "not inside a class folder") for p in stray)
     return candidates, rejections
+
+
+def _leaves(path: Path, inside: Path) -> bool:
+    """Whether ``path`` is a symbolic link whose target (followed to the end) is not under ``inside``.
+
+    Only links need resolving: the scan never descends into a linked folder, so a path that is
+    not a link itself lies under its root.
+    """
+    return path.is_symlink() and not path.resolve().is_relative_to(inside)
+
+
+def _check_class_name(class_dir: Path) -> None:
+    """A class name goes into labels.json, the model card's table and every answer on the page:
+    a newline or other control character would break them, a path separator would make it a path."""
+    name = class_dir.name
+    if not name.isprintable() or any(separator in name for separator in ("/", "\\")):
+        raise DatasetError(
+            f"The class folder {name!r} in {class_dir.parent} has a name with a control character (such as a "
+            "newline or tab) or a path separator; rename the folder to the class name people should read."
+        )
 
 
 def _check_trainable(dataset: Dataset, folders: list[Path]) -> None:

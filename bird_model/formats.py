@@ -30,8 +30,9 @@ FORMATS: tuple[ImageFormat, ...] = (
     ImageFormat("JPEG", "JPEG", (".jpg", ".jpeg")),
     ImageFormat("PNG", "PNG", (".png",)),
     # Pillow decodes WebP through a full-size RGBA canvas and copies it: about 16 bytes per
-    # pixel at the peak, 4x a PNG's, so 49 MP took one request to 784 MB.
-    ImageFormat("WebP", "WEBP", (".webp",), max_pixels=16_000_000),
+    # pixel at the peak, 4x a PNG's, so 49 MP took one request to 784 MB and 16 MP to 257 MB
+    # (benchmarks/decode_budget.py); 12 MP (4000x3000) stays within 200 MB.
+    ImageFormat("WebP", "WEBP", (".webp",), max_pixels=12_000_000),
     ImageFormat("BMP", "BMP", (".bmp",)),
     ImageFormat("GIF", "GIF", (".gif",)),
 )

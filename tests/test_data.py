@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -292,3 +293,36 @@ def test_a_run_with_many_classes_prints_their_counts_as_a_range(tmp_path: Path, 
     assert "51 usable photos in 25 classes" in printed
     assert "photos per class: 2 (species 00) to 3 (species 07), median 2; every class's count is in" in printed
     assert "species 12" not in printed
+
+
+def test_links_out_of_the_dataset_are_listed_and_never_read(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A shared or downloaded dataset must not make training read /etc/passwd, or train on and
+    publish someone's photos from elsewhere on the disk."""
+    from bird_model.artifacts import dataset_report
+    from bird_model.pipeline import print_dataset_report
+
+    root = make_dataset(tmp_path / "d", COLOURS, per_class=3)
+    private = make_dataset(tmp_path / "private", {"holidays": (90, 90, 90)}, per_class=3)
+    (root / "red" / "passwd.png").symlink_to("/etc/passwd")
+    (root / "red" / "holiday.png").symlink_to(private / "holidays" / "0.png")
+    (root / "holidays").symlink_to(private / "holidays")
+    (root / "blue" / "again.png").symlink_to(root / "green" / "1.png")  # a link inside the dataset is followed
+
+    dataset = load_dataset([root], 32, show_progress=False)
+
+    found = reasons(dataset)
+    assert found["passwd.png"] == found["holiday.png"] == found["holidays"] == data.OUTSIDE
+    assert "several classes (blue, green)" in found["again.png"]
+    assert dataset.classes == ["blue", "green", "red"]
+    assert not any(sample.path.is_relative_to(private) or "holiday" in sample.path.name for sample in dataset.samples)
+    skipped = {entry["path"]: entry["reason"] for entry in dataset_report(dataset)["skipped"]}
+    assert skipped["red/passwd.png"] == skipped["red/holiday.png"] == skipped["holidays"] == data.OUTSIDE
+    print_dataset_report(dataset)
+    assert f"holidays: {data.OUTSIDE}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "bell\x07", "back\\slash"])
+def test_a_class_folder_name_that_cannot_be_a_class_name_stops_the_run(tmp_path: Path, name: str) -> None:
+    root = make_dataset(tmp_path / "d", {**COLOURS, name: (10, 10, 10)}, per_class=2)
+    with pytest.raises(DatasetError, match=rf"The class folder {re.escape(repr(name))} in .* has a name with a control"):
+        load_dataset([root], 32, show_progress=False)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.decode_budget import bmp, repeated_scan, rle_bmp
 from bird_model.formats import FORMAT_NAMES
-from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, ImageError, load_rgb
+from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, MAX_PIXEL_DATA_BYTES, ImageError, load_rgb
 
 
 def saved(image: Image.Image, path: Path, **options) -> Path:
@@ -154,11 +155,11 @@ def test_only_the_listed_formats_are_decoded(format_: str) -> None:
 def test_webp_has_its_own_lower_pixel_limit() -> None:
     """Pillow's WebP decoder needs about four times a PNG's memory per pixel."""
     encoded = io.BytesIO()
-    Image.new("RGB", (5000, 4000), "green").save(encoded, "WEBP")
-    with pytest.raises(ImageError, match="5000x4000 pixels is over the limit of 16 megapixels for WebP"):
+    Image.new("RGB", (4000, 3008), "green").save(encoded, "WEBP")
+    with pytest.raises(ImageError, match="4000x3008 pixels is over the limit of 12 megapixels for WebP"):
         load_rgb(encoded.getvalue(), 32)
     encoded = io.BytesIO()
-    Image.new("RGB", (4000, 4000), "green").save(encoded, "WEBP")
+    Image.new("RGB", (4000, 3000), "green").save(encoded, "WEBP")
     assert load_rgb(encoded.getvalue(), 32).shape == (32, 32, 3)
 
 
@@ -173,9 +174,9 @@ def test_the_readme_lists_the_formats_the_decoder_reads() -> None:
     assert f"Photos in {FORMAT_NAMES} are read" in readme
 
 
-def huge(mode: str) -> Image.Image:
-    """7000x7000 (49 MP, just under the limit) in ``mode``, striped so the decoded result is checkable."""
-    stripes = np.zeros((7000, 7000), dtype=np.uint16 if mode == "I;16" else np.uint8)
+def huge(mode: str, side: int = 7000) -> Image.Image:
+    """``side`` x ``side`` (7000: 49 MP, just under the limit) in ``mode``, striped so the decoded result is checkable."""
+    stripes = np.zeros((side, side), dtype=np.uint16 if mode == "I;16" else np.uint8)
     stripes[::2] = 40000 if mode == "I;16" else 1
     if mode == "1":
         return Image.fromarray(stripes.astype(bool))
@@ -188,17 +189,20 @@ def huge(mode: str) -> Image.Image:
 
 
 @pytest.mark.parametrize(
-    ("mode", "mean_rgb"),
-    [("I;16", [77.8] * 3), ("P", [127.5, 127.5, 255]), ("1", [127.5] * 3)],
+    ("mode", "side", "mean_rgb"),
+    [("I;16", 6000, [77.8] * 3), ("P", 7000, [127.5, 127.5, 255]), ("1", 7000, [127.5] * 3)],
 )
-def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode: str, mean_rgb: list[float]) -> None:
+def test_huge_images_of_every_mode_decode_in_bounded_memory(
+    tmp_path: Path, mode: str, side: int, mean_rgb: list[float]
+) -> None:
     """Each mode is shrunk before any full-size conversion: tens of MB over the decoded file, not a GB.
 
     Stripes of alternating rows average out: 16-bit 40000 and 0 to 77.8; transparent (white)
-    and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5.
+    and blue palette rows to (127.5, 127.5, 255); 1-bit white and black to 127.5. 16-bit gray
+    is as large as MAX_PIXEL_DATA_BYTES lets it be.
     """
     path = tmp_path / "huge.png"
-    huge(mode).save(path, optimize=True)
+    huge(mode, side).save(path, optimize=True)
     assert path.stat().st_size < 400_000, "a tiny file that decodes to 49 million pixels"
     # VmHWM, not ru_maxrss: that one carries this (large) process's peak into the child.
     probe = (
@@ -211,3 +215,65 @@ def test_huge_images_of_every_mode_decode_in_bounded_memory(tmp_path: Path, mode
     means, peak_mb = result.stdout.splitlines()
     np.testing.assert_allclose([float(value) for value in means.split()], mean_rgb, atol=3)
     assert int(peak_mb) < 300, f"decoding took the process to {peak_mb} MB"
+
+
+@pytest.mark.parametrize(("rle4", "name"), [(False, "RLE8"), (True, "RLE4")])
+def test_run_length_bmps_are_refused_before_decoding(rle4: bool, name: str) -> None:
+    """Pillow decodes RLE BMPs in Python, a byte at a time: this 2 KB file took 12 CPU seconds to decode."""
+    bomb = rle_bmp(179_000, 270, rle4=rle4)
+    assert len(bomb) < 2500
+    with pytest.raises(ImageError, match=rf"run-length compression \({name}\), which takes too long to decode"):
+        load_rgb(bomb, 32)
+
+
+def test_pngs_with_too_much_pixel_data_are_refused_from_the_header() -> None:
+    """Inflating and unfiltering cost time per byte of pixel data, however small the file: 7000x7000 16-bit gray
+    (98 MB of data in a 0.1 MB file) is refused, 6000x6000 (72 MB) decodes (the test above)."""
+    encoded = io.BytesIO()
+    huge("I;16").save(encoded, "PNG", optimize=True)
+    with pytest.raises(ImageError, match=rf"7000x7000 pixels of 16 bits is 98 MB of pixel data, over the limit of "
+                                         rf"{MAX_PIXEL_DATA_BYTES // 1_000_000} MB"):
+        load_rgb(encoded.getvalue(), 32)
+
+
+def test_jpeg_scans_walking_too_many_blocks_are_refused_before_decoding() -> None:
+    """Time grows with blocks x scans: 60 scans of a blank 4000x4000 gray JPEG (15 million blocks walked) are
+    refused though under the scan count, the same file with libjpeg's own 6 scans decodes."""
+    encoded = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(encoded, "JPEG", progressive=True)
+    assert load_rgb(encoded.getvalue(), 32).shape == (32, 32, 3)
+    hostile = repeated_scan(encoded.getvalue(), budget=15_000_000)
+    assert hostile.count(b"\xff\xda") <= MAX_JPEG_SCANS
+    with pytest.raises(ImageError, match="progressive scans of 4000x4000 pixels would take too long to decode"):
+        load_rgb(hostile, 32)
+
+
+def test_large_progressive_jpegs_with_full_resolution_colour_are_refused() -> None:
+    """A progressive JPEG is held whole as coefficients: 5000x5000 CMYK would need 200 MB; baseline needs little."""
+    image = Image.new("CMYK", (5000, 5000), (0, 255, 255, 0))
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    image.save(baseline, "JPEG")
+    image.save(progressive, "JPEG", progressive=True)
+    assert load_rgb(baseline.getvalue(), 32).shape == (32, 32, 3)
+    with pytest.raises(ImageError, match="progressive JPEG is too large to decode: 5000x5000 pixels"):
+        load_rgb(progressive.getvalue(), 32)
+
+
+def test_bmps_with_too_much_pixel_data_are_refused_from_the_header() -> None:
+    """Pillow holds a 24-bit BMP at 4 bytes a pixel: 7000x7000 would take 200 MB; 8-bit stays allowed."""
+    with pytest.raises(ImageError, match="The BMP is too large to decode quickly: 7000x7000 pixels of 24 bits is 147 MB"):
+        load_rgb(bmp(7000, 7000, 24), 32)
+    assert load_rgb(bmp(7000, 7000, 8), 32).shape == (32, 32, 3)
+
+
+def test_progressive_jpegs_with_too_much_compressed_data_are_refused() -> None:
+    """A multi-scan JPEG's bytes cost three times a baseline one's: 20 MB of progressive noise is refused, the
+    same pixels saved as a baseline JPEG decode."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (4000, 5000, 3), dtype=np.uint8))
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    noise.save(baseline, "JPEG", quality=95)
+    noise.save(progressive, "JPEG", quality=95, progressive=True)
+    assert progressive.tell() > 15_000_000
+    assert load_rgb(baseline.getvalue(), 32).shape == (32, 32, 3)
+    with pytest.raises(ImageError, match="progressive scans of 5000x4000 pixels would take too long to decode"):
+        load_rgb(progressive.getvalue(), 32)

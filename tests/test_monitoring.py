@@ -189,7 +189,30 @@ def test_photos_are_kept_by_hash_only_when_asked(tmp_path: Path, photo: Path) ->
     log.close()
     records = log_lines(tmp_path)
     assert records[0]["image"] == records[1]["image"] == f"images/{records[0]['sha256']}.png"
-    assert (tmp_path / records[0]["image"]).read_bytes() == photo.read_bytes()
+    stored = Image.open(tmp_path / records[0]["image"])
+    assert np.array_equal(np.asarray(stored), np.asarray(Image.open(photo))), "a PNG keeps its pixels exactly"
+
+
+def test_kept_photos_hold_nothing_but_pixels(tmp_path: Path) -> None:
+    """GPS position, camera make, XMP, ICC profile and comments of an upload never reach the disk."""
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"  # camera make
+    exif[0x0112] = 6  # orientation: applied to the pixels, then dropped with the rest
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    upload = tmp_path / "holiday.jpg"
+    Image.new("RGB", (60, 40), "green").save(upload, exif=exif, icc_profile=b"\0" * 128, comment=b"at home",
+                                             xmp=b"<x:xmpmeta>secret</x:xmpmeta>", quality=95)
+    assert Image.open(upload).getexif().get_ifd(0x8825), "the upload does carry a GPS position"
+    log = PredictionLog(tmp_path, MODEL, CLASSES, keep_images=True)
+    log.record(upload, prediction())
+    log.close()
+    [record] = log_lines(tmp_path)
+    stored_path = tmp_path / record["image"]
+    assert record["image"] == f"images/{record['sha256']}.jpg"
+    stored = Image.open(stored_path)
+    assert not stored.getexif() and stored.size == (40, 60)
+    assert not {"exif", "icc_profile", "xmp", "comment"} & set(stored.info)
+    assert b"Canon" not in stored_path.read_bytes() and b"secret" not in stored_path.read_bytes()
 
 
 def test_reading_skips_cut_lines_other_models_and_older_records(tmp_path: Path, photo: Path) -> None:

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bird_model.formats import SUPPORTED_EXTENSIONS, extension_for
-from bird_model.images import read_header
+from bird_model.formats import SUPPORTED_EXTENSIONS
+from bird_model.images import clean_copy, read_header
 from bird_model.logfolder import (
     ACCEPTED_DIR,
     FEEDBACK_DIR,
@@ -214,7 +214,7 @@ class FeedbackStore:
         """
         self.check_choice(reported)
         header = read_header(upload)
-        photo, extension = _photo_bytes(upload, header)
+        photo, extension = _photo_bytes(upload)
         sha256 = hashlib.sha256(photo).hexdigest()
         relative = self._place(reported, f"{sha256}{extension}")
         target = self.folder / relative
@@ -287,13 +287,10 @@ class FeedbackStore:
             os.fsync(log.fileno())
 
 
-def _photo_bytes(upload: bytes, header: Header) -> tuple[bytes, str]:
-    """THE one place that decides what of an upload is kept, and its file extension.
-
-    For now the upload as it came (named by the format our decoder found); this is the seam
-    where ``images.clean_copy`` (pixels re-encoded, no metadata: issue #20 item 5) plugs in.
-    """
-    return upload, extension_for(header.format)
+def _photo_bytes(upload: bytes) -> tuple[bytes, str]:
+    """The one place that decides what of an upload is kept, and its file extension: its pixels
+    alone, re-encoded (:func:`bird_model.images.clean_copy`: no EXIF, GPS, XMP, ICC or comments)."""
+    return clean_copy(upload)
 
 
 QUOTED_UP_TO = 12

@@ -22,8 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from bird_model.formats import extension_for
-from bird_model.images import read_header
+from bird_model.images import ImageError, clean_copy, read_header
 from bird_model.logfolder import IMAGES_DIR, MIRROR_PATTERNS, prediction_file
 from bird_model.settings import ServedModel
 
@@ -185,13 +184,19 @@ class PredictionLog:
             self._file = (self.folder / prediction_file(day)).open("a", encoding="utf-8")
             self._day = day
         if entry.image is not None:
-            entry.record["image"] = self._save_image(entry.image, entry.record["sha256"], entry.record["format"])
+            entry.record["image"] = self._save_image(entry.image, entry.record["sha256"])
         self._file.write(json.dumps(entry.record, ensure_ascii=False) + "\n")
 
-    def _save_image(self, data: bytes, sha256: str, image_format: str) -> str:
-        """Named by content and decoded format only: a visitor's file name (too long for the
-        disk, or ending in ``.html``) must neither lose the record nor choose what is stored."""
-        relative = f"{IMAGES_DIR}/{sha256}{extension_for(image_format)}"
+    def _save_image(self, upload: bytes, sha256: str) -> str | None:
+        """The upload's pixels alone (:func:`~bird_model.images.clean_copy`: no EXIF, GPS, XMP
+        or ICC), named by the upload's hash: a visitor's file name (too long for the disk, or
+        ending in ``.html``) must neither lose the record nor choose what is stored. ``None``
+        if the photo cannot be re-encoded (it was answered, so only memory can run out)."""
+        try:
+            data, extension = clean_copy(upload)
+        except ImageError:
+            return None
+        relative = f"{IMAGES_DIR}/{sha256}{extension}"
         target = self.folder / relative
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
