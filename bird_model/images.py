@@ -149,18 +149,7 @@ def clean_copy(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str]:
     for no gain); every other format as PNG, so lossless sources stay lossless. The same
     budget checks as :func:`load_rgb` run first; failures raise :class:`ImageError`.
     """
-    with _open(source) as image:
-        _check_budget(image)
-        jpeg = image.format in ("JPEG", "MPO")
-        try:
-            image.draft("RGB", (STORED_MAX_SIDE, STORED_MAX_SIDE))
-            image.load()
-            rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, STORED_MAX_SIDE // 2)))
-        except MemoryError as error:
-            raise ImageError("The image is too large to process.") from error
-        except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
-            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
-    rgb.thumbnail((STORED_MAX_SIDE, STORED_MAX_SIDE), Image.Resampling.LANCZOS)
+    rgb, jpeg = _upright(source, STORED_MAX_SIDE)
     pixels_only = Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
     encoded = io.BytesIO()
     if jpeg:
@@ -168,6 +157,30 @@ def clean_copy(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str]:
     else:
         pixels_only.save(encoded, "PNG")
     return encoded.getvalue(), extension_for("JPEG" if jpeg else "PNG")
+
+
+def load_view(source: str | Path | BinaryIO | bytes, side: int) -> np.ndarray:
+    """The photo as a person sees it, at most ``side`` pixels on its longer side: its own shape,
+    orientation applied, 8-bit RGB. For drawing on (the page's overlay), never for the model,
+    which sees :func:`load_rgb`'s square. Raises :class:`ImageError` as :func:`load_rgb` does."""
+    return np.asarray(_upright(source, side)[0], dtype=np.uint8)
+
+
+def _upright(source: str | Path | BinaryIO | bytes, side: int) -> tuple[Image.Image, bool]:
+    """Decoded within the budget, oriented, RGB, at most ``side`` on its longer side; and whether it was a JPEG."""
+    with _open(source) as image:
+        _check_budget(image)
+        jpeg = image.format in ("JPEG", "MPO")
+        try:
+            image.draft("RGB", (side, side))
+            image.load()
+            rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, side // 2)))
+        except MemoryError as error:
+            raise ImageError("The image is too large to process.") from error
+        except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
+            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
+    rgb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return rgb, jpeg
 
 
 def _shrunk(image: Image.Image, size: int) -> Image.Image:

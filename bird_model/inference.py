@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from bird_model.artifacts import LABELS_FILE, LITERT_FILE, OOD_FILE, ModelFolder, ModelFolderError
-from bird_model.images import load_rgb
+from bird_model.images import load_rgb, load_view
 from bird_model.litert import ForwardPass, LiteRTModel
 from bird_model.ood import OutlierDetector
 from bird_model.overlay import draw_overlay
@@ -50,7 +50,7 @@ class Prediction:
 class Explanation:
     prediction: Prediction
     overlay: Image.Image | None
-    """The photo as the model saw it (model size) with the top class's activation map over it;
+    """The photo (as the model saw it, or as uploaded: :meth:`Classifier.explain`) with the top class's activation map over it;
     None for a model converted before the map was an output (:attr:`Classifier.explains`)."""
 
 
@@ -84,14 +84,20 @@ class Classifier:
         """Raises ``ImageError`` for an unusable photo."""
         return self._judge(self.forward(load_rgb(photo, self.folder.image_size)[np.newaxis]))
 
-    def explain(self, photo: str | Path | BinaryIO | bytes) -> Explanation:
+    def explain(self, photo: str | Path | BinaryIO | bytes, view_side: int | None = None) -> Explanation:
         """The prediction and where the model looked for its top class, from one forward pass.
 
-        Raises ``ImageError`` for an unusable photo.
+        The map is drawn over the photo as the model saw it (square, model size), or with
+        ``view_side`` over the photo as uploaded, its own shape, at most that many pixels on its
+        longer side (a second, bounded decode: :func:`~bird_model.images.load_view`). Raises
+        ``ImageError`` for an unusable photo.
         """
         pixels = load_rgb(photo, self.folder.image_size)
         outputs = self.forward(pixels[np.newaxis])
-        overlay = draw_overlay(pixels, outputs.activation[0]) if outputs.activation is not None else None
+        overlay = None
+        if outputs.activation is not None:
+            canvas = pixels if view_side is None else load_view(photo, view_side)
+            overlay = draw_overlay(canvas, outputs.activation[0])
         return Explanation(self._judge(outputs), overlay)
 
     def _judge(self, outputs: ForwardPass) -> Prediction:

@@ -150,7 +150,7 @@ def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trai
     with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
         assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
         api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
-        assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/predict"]  # the tab adds no endpoint
+        assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/info", "/predict", "/predict_batch"]  # none from the tab
 
 
 def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:

@@ -315,6 +315,7 @@ def test_monitoring_tab_shows_the_report_and_its_plots(
     plots = panel.locator("img")
     sync_api.expect(plots).to_have_count(4, timeout=TOAST_MS)
     for index in range(4):
+        assert_loaded(plots.nth(index))
         width = plots.nth(index).evaluate("image => image.complete ? image.naturalWidth : 0")
         assert width > 100, f"plot {index} did not load"
     screenshot(page, tmp_path, "monitoring.png")

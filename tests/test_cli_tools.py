@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +31,14 @@ def run_module(module: str, *args: str | Path) -> subprocess.CompletedProcess:
 
 
 def linked_copy(subset: Path, target: Path, per_class: int) -> dict[str, list[Path]]:
-    """``per_class`` photos of each class of ``subset``, linked into fresh class folders under ``target``."""
+    """``per_class`` photos of each class of ``subset``, copied into fresh class folders under ``target``
+    (a link leaving the dataset folder would not be read)."""
     linked: dict[str, list[Path]] = {}
     for class_dir in sorted(subset.iterdir()):
         (target / class_dir.name).mkdir(parents=True)
         linked[class_dir.name] = []
         for photo in sorted(class_dir.iterdir())[:per_class]:
-            (target / class_dir.name / photo.name).symlink_to(photo.resolve())
+            shutil.copyfile(photo, target / class_dir.name / photo.name)
             linked[class_dir.name].append(target / class_dir.name / photo.name)
     return linked
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 import sys
 import threading
@@ -59,18 +60,18 @@ def photos() -> Photos:
 
 
 def plant(root: Path, photos: Photos, classes: int | None = None) -> Path:
-    """Lay out ``root/<class>/<photo>`` as symlinks; returns ``root``."""
+    """Lay out ``root/<class>/<photo>`` as copies (links leaving the folder are not read); returns ``root``."""
     for name in sorted(photos)[:classes]:
         (root / name).mkdir(parents=True)
         for photo in photos[name]:
-            (root / name / photo.name).symlink_to(photo)
+            shutil.copyfile(photo, root / name / photo.name)
     return root
 
 
 def plant_flat(root: Path, photos: Photos) -> Path:
     root.mkdir(parents=True)
     for photo in photos[sorted(photos)[0]]:
-        (root / photo.name).symlink_to(photo)
+        shutil.copyfile(photo, root / photo.name)
     return root
 
 
@@ -183,7 +184,7 @@ def test_extensions_match_case_insensitively(tmp_path: Path, photos: Photos) -> 
     first, second = (photos[name][0] for name in sorted(photos)[:2])
     for name, photo in (("robin", first), ("wren", second)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "PHOTO.JPG").symlink_to(photo)
+        shutil.copyfile(photo, tmp_path / name / "PHOTO.JPG")
 
     assert find_class_root(tmp_path, "x") == tmp_path
 

@@ -214,13 +214,10 @@ class FeedbackStore:
         """
         self.check_choice(reported)
         header = read_header(upload)
-        photo, extension = _photo_bytes(upload)
-        sha256 = hashlib.sha256(photo).hexdigest()
-        relative = self._place(reported, f"{sha256}{extension}")
-        target = self.folder / relative
+        sha256 = hashlib.sha256(upload).hexdigest()  # the upload's identity, as in the prediction log
         with self._lock:
-            if target.exists() or self._accepted(reported, target.name).exists():
-                return Receipt(reported, relative, new=False)
+            if (kept := self._already_kept(reported, sha256)) is not None:
+                return Receipt(reported, kept, new=False)
             now = time.monotonic()
             recent = self._recent_reports(caller, now)
             counted = any(seen == sha256 for _, seen in recent)
@@ -229,6 +226,9 @@ class FeedbackStore:
                     f"Thank you, but this demo takes at most {self.settings.per_hour} reports an hour from one "
                     f"visitor; your photo was not kept. Please try again later."
                 )
+            photo, extension = _photo_bytes(upload)
+            relative = self._place(reported, f"{sha256}{extension}")
+            target = self.folder / relative
             if self.bytes + len(photo) > self.settings.max_bytes:
                 raise FeedbackError(
                     "Thank you, but this demo has stored all the feedback photos it may; your photo was not kept."
@@ -251,8 +251,17 @@ class FeedbackStore:
             return f"{FEEDBACK_DIR}/{NONE_DIR}/{name}"
         return f"{FEEDBACK_DIR}/{PENDING_DIR}/{reported}/{name}"
 
-    def _accepted(self, reported: str, name: str) -> Path:
-        return self.feedback / ACCEPTED_DIR / reported / name
+    def _already_kept(self, reported: str, sha256: str) -> str | None:
+        """Where this photo is kept under this class already (pending or accepted), relative to the
+        log folder; None if it is not: the same photo and class are stored and counted once."""
+        place = Path(self._place(reported, sha256))
+        folders = [self.folder / place.parent]
+        if reported != NONE_OF_THESE:
+            folders.append(self.feedback / ACCEPTED_DIR / reported)
+        for folder in folders:
+            for path in folder.glob(f"{sha256}.*"):
+                return path.relative_to(self.folder).as_posix()
+        return None
 
     def _recent_reports(self, caller: str, now: float) -> deque[tuple[float, str]]:
         """The caller's reports of the last hour; callers with none are forgotten, so memory stays

@@ -155,13 +155,16 @@ class Predictor:
         self.unknown_label = unknown_verdict(len(classifier.classes))
         self.answers = RecentAnswers()
 
-    def predict(self, photo: str | None, caller: str, language: str = LANGUAGES[0]) -> Answered:
-        """Raises ``gr.Error`` with a one-line message for a missing or unusable photo."""
+    def predict(self, photo: str | None, caller: str, language: str = LANGUAGES[0],
+                view_side: int | None = None) -> Answered:
+        """The answer, with the overlay drawn over the photo as uploaded when ``view_side`` is given
+        (the page's), else over the model's square input (``/explain``'s). Raises ``gr.Error`` with
+        a one-line message for a missing or unusable photo."""
         if photo is None:
             raise gr.Error(say(language, "no_photo"), print_exception=False)
         upload = Path(photo).read_bytes()
         try:
-            explained = self.classifier.explain(upload)
+            explained = self.classifier.explain(upload, view_side)
         except ImageError as error:
             raise gr.Error(str(error), print_exception=False) from error
         prediction = explained.prediction

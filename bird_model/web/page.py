@@ -26,8 +26,9 @@ from bird_model.web.components import PhotoUpload, VerdictLabel
 from bird_model.web.feedback import Corrections, FeedbackControls, add_feedback_api, render_feedback
 from bird_model.web.text import LANGUAGES, Words, display_names, language_of, say
 
-PAGE_OVERLAY_SIDE = 320
-"""Pixels the page shows the overlay at (the API's ``/explain`` answers at the model's size)."""
+PAGE_OVERLAY_SIDE = 640
+"""Longest side of the page's overlay, drawn over the photo as uploaded: twice the ~320 CSS pixels
+it takes on a phone, so it stays sharp on a 2x screen (``/explain`` answers at the model's size)."""
 TOO_OLD = ("This model cannot show where it looked: its model.tflite was converted before the overlay existed. "
            "Retrain it with the current train.py to get /explain.")
 LISTED_CLASSES = 12
@@ -113,7 +114,7 @@ def build_demo(
 
         def show_answer(photo_path: str | None, request: gr.Request) -> list[Any]:
             language = language_of(request)
-            answered = predictor.predict(photo_path, caller_of(request), language)
+            answered = predictor.predict(photo_path, caller_of(request), language, PAGE_OVERLAY_SIDE)
             shown = page_view(answered, predictor.top_k, names[language], language)
             return shown + (list(controls.after_answer(answered.prediction, language)) if controls else [])
 
@@ -224,14 +225,7 @@ def _stale(controls: FeedbackControls | None) -> list[Any]:
 
 
 def _overlay_update(overlay: Image.Image | None) -> gr.Image:
-    if overlay is None:
-        return gr.Image(None, visible=False)
-    # The browser never enlarges an image; at model size (96-224 px) it would be a thumbnail.
-    scale = PAGE_OVERLAY_SIDE / max(overlay.size)
-    if scale > 1:
-        overlay = overlay.resize((round(overlay.width * scale), round(overlay.height * scale)),
-                                 Image.Resampling.BILINEAR)
-    return gr.Image(overlay, visible=True)
+    return gr.Image(overlay, visible=overlay is not None)
 
 
 def _picked(selected: gr.SelectData) -> str:
