@@ -86,7 +86,8 @@ def test_a_report_lands_pending_with_the_answer_it_corrects(tmp_path: Path) -> N
     assert none.image == f"feedback/none-of-these/{sha(blue)}.png" and (log / none.image).is_file()
     assert (log / "feedback" / MARKER).is_file()
     macaw, unknown = records(log)
-    assert (macaw["reported"], macaw["answer"], macaw["confidence"], macaw["unknown"]) == ("macaw", "gray parrot", 0.7, False)
+    assert (macaw["reported"], macaw["answer"], macaw["confidence"]) == ("macaw", "gray parrot", 0.7)
+    assert macaw["unknown"] is False
     assert macaw["image"] == first.image and macaw["sha256"] == sha(red) and macaw["via"] == "api"
     assert unknown["reported"] == NONE_OF_THESE
     written = "".join(path.read_text(errors="replace") for path in log.rglob("*") if path.is_file())
@@ -204,7 +205,8 @@ def test_accept_by_id_and_by_class_then_training_reads_accepted_only(pending, ca
     log, uploads = pending
     code, out, _ = run_review(capsys, "--log-dir", str(log), "accept", sha(uploads["macaw-1"])[:6])
     assert code == 0 and out.startswith("Accepted 1 reports (macaw 1): train.py --data")
-    assert (log / "feedback" / "accepted" / "macaw" / f"{sha(uploads['macaw-1'])}.png").read_bytes() == uploads["macaw-1"]
+    moved = log / "feedback" / "accepted" / "macaw" / f"{sha(uploads['macaw-1'])}.png"
+    assert moved.read_bytes() == uploads["macaw-1"]
 
     resolved = resolve_source(str(log / "feedback"))
     assert "2 feedback reports are pending review and not used" in capsys.readouterr().out
@@ -244,7 +246,8 @@ def test_review_refusals_are_one_line_and_exit_2(pending, capsys, tmp_path: Path
         ("accept", "zz"): "'zz' is not a report id: give at least 4 hex digits",
         ("reject", "0000000"): "No pending report has the id 0000000",
         ("accept", sha(uploads["macaw-1"])[:8]): f"The id {sha(uploads['macaw-1'])[:8]} is ambiguous: ",
-        ("accept", "--class", "dodo"): "No pending report of the class 'dodo'; pending classes: 'gray parrot', 'macaw'.",
+        ("accept", "--class", "dodo"):
+            "No pending report of the class 'dodo'; pending classes: 'gray parrot', 'macaw'.",
     }
     for argv, message in cases.items():
         code, out, err = run_review(capsys, "--log-dir", str(log), *argv)

@@ -12,7 +12,8 @@ The page's buttons and ``/feedback`` are wired in :mod:`bird_model.web`.
 
 from bird_model.feedback.store import FeedbackError, FeedbackStore, Receipt, feedback_record, folder_name_problem
 from bird_model.logfolder import NONE_OF_THESE
-from bird_model.monitoring.visitors import read_visitor_reports  # TRANSITIONAL: web.py's import until it takes it from monitoring
+# TRANSITIONAL: web.py imports it from here until it takes it from bird_model.monitoring.
+from bird_model.monitoring.visitors import read_visitor_reports
 
 __all__ = [
     "NONE_OF_THESE", "FeedbackError", "FeedbackStore", "Receipt", "feedback_record", "folder_name_problem",

@@ -136,7 +136,7 @@ def open_feedback_folder(log_folder: Path) -> Path:
 
 
 def _move_legacy_reports(log_folder: Path) -> None:
-    """``feedback/CLASS/*`` → ``feedback/pending/CLASS/*``; ``feedback-none-of-these/*`` → ``feedback/none-of-these/*``.
+    """``feedback/CLASS/*`` → ``feedback/pending/CLASS/*``, ``feedback-none-of-these/*`` → ``feedback/none-of-these/*``.
 
     The old ``feedback/`` is renamed aside first: a class may itself be called ``pending``.
     """
