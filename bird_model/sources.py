@@ -182,9 +182,10 @@ def _accepted_reports(feedback: Path, spec: str) -> Path:
     if pending:
         print(f"{pending} feedback reports are pending review and not used: {review}")
     if not _count_images(accepted):
+        waiting = f"{pending} pending: review them with {review}, then accept" if pending else "and none pending"
         raise DataSourceError(
-            f"--data {spec!r} is a feedback folder with no accepted report ({pending} pending): there is nothing "
-            f"to train on until some are accepted; review them with {review}, then accept."
+            f"--data {spec!r} is a feedback folder with no accepted report, so there is nothing to train on until "
+            f"some are accepted ({waiting})."
         )
     return accepted
 

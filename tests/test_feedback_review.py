@@ -262,8 +262,8 @@ def test_training_on_a_feedback_folder_with_nothing_accepted_stops(pending, caps
     assert train.main(["--data", str(log / "feedback"), "--output", str(log.parent / "run")]) == 2
     out, err = capsys.readouterr()
     assert "3 feedback reports are pending review and not used: python -m bird_model.feedback list" in out
-    assert "is a feedback folder with no accepted report (3 pending): there is nothing to train on until some are " \
-           "accepted" in err
+    assert "is a feedback folder with no accepted report, so there is nothing to train on until some are accepted " \
+           "(3 pending: review them with python -m bird_model.feedback list" in err
     assert not (log.parent / "run").exists()
 
 
