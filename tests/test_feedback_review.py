@@ -95,6 +95,12 @@ def test_a_report_lands_pending_with_the_answer_it_corrects(tmp_path: Path) -> N
     assert not list(log.rglob(".feedback-incoming-*"))
 
 
+def test_a_store_nobody_reports_to_adds_nothing_to_the_log_folder(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    open_store(tmp_path / "log")
+    assert list((tmp_path / "log").iterdir()) == [], "nothing new for the mirror to upload"
+
+
 def test_refused_choices_and_files_store_nothing(tmp_path: Path) -> None:
     store = open_store(tmp_path / "log")
     assert store.storable == ["macaw", "gray parrot"]
