@@ -28,7 +28,7 @@ from bird_model.images import ImageError
 from bird_model.inference import Prediction
 from bird_model.logfolder import MARKER, MIRROR_PATTERNS, REVIEWS_FILE
 from bird_model.monitoring import ModelIdentity
-from bird_model.release import MAX_CLASS_DROP, Parent, compare_with_parent, refusal, target_branch
+from bird_model.release import MAX_CLASS_DROP, Parent, compare_with_parent, print_comparison, refusal, target_branch
 from bird_model.settings import FeedbackSettings
 from bird_model.sources import DataSourceError, resolve_source
 
@@ -331,7 +331,7 @@ def metrics_with(comparison: ParentComparison) -> Metrics:
     return Metrics(split, split, parent_comparison=comparison)
 
 
-def test_a_model_that_loses_one_class_is_refused_naming_it() -> None:
+def test_a_model_that_loses_one_class_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert MAX_CLASS_DROP == 0.25
     flooded = comparison_for({"amazon green parrot": 10, "gray parrot": 10, "macaw": 1})
     assert flooded.per_class["macaw"] == ClassComparison(photos=10, parent_accuracy=0.9, new_accuracy=0.1)
@@ -345,6 +345,14 @@ def test_a_model_that_loses_one_class_is_refused_naming_it() -> None:
     assert "\n" not in message and "--force" in message
     assert target_branch(metrics_with(flooded), tag="v2", force=False) == "candidate-v2"
     assert target_branch(metrics_with(flooded), tag=None, force=True) == "main"
+
+    print_comparison(flooded)  # what train.py prints after training
+    assert capsys.readouterr().out.splitlines() == [
+        "On 30 of the 30 photos that validated the published model (abc1234): 70.00% vs its 90.00% (-20.00%).",
+        "Per class, the largest change is macaw: 10.00% vs its 90.00% on 10 photos (-80.0 points; main is refused "
+        "beyond -25 on any class).",
+        f"Warning: {refusal(flooded)}.",
+    ]
 
 
 def test_the_class_rule_holds_when_the_overall_figure_improves() -> None:
