@@ -3,8 +3,8 @@
 A retraining is graded against its **parent**, the model ``main`` serves now, on the photos
 that validated the parent (:func:`compare_with_parent`), overall and per class. A new model
 worse than its parent overall, or one that loses more than :data:`MAX_CLASS_DROP` on any class
-(:func:`regressed_classes`), does not move ``main``: without ``--force`` it goes on a branch ``candidate-TAG`` and only its
-tag points at it (:func:`target_branch`), so the live demo keeps the better model.
+(:func:`regressed_classes`), does not move ``main``: without ``--force`` it goes on a branch
+``candidate-TAG`` and only its tag points at it (:func:`target_branch`), so the live demo keeps the better model.
 
 :func:`publish` runs the steps in order: check the folder, record the repo and parent in
 ``config.json`` and the card (a visible step, before anything is uploaded), then upload the
@@ -141,7 +141,7 @@ def print_comparison(comparison: ParentComparison) -> None:
 
 
 def target_branch(metrics: Metrics, tag: str | None, force: bool) -> str:
-    """``main``, or ``candidate-TAG`` for a model its parent beats (:func:`refusal`); raises ``HubError`` without a tag."""
+    """``main``, or ``candidate-TAG`` for a model its parent beats (:func:`refusal`); ``HubError`` without a tag."""
     reason = refusal(metrics.parent_comparison)
     if reason is None or force:
         return MAIN

@@ -182,21 +182,17 @@ def _accepted_reports(feedback: Path, spec: str) -> Path:
     if pending:
         print(f"{pending} feedback reports are pending review and not used: {review}")
     if not _count_images(accepted):
+        waiting = f"{pending} pending: review them with {review}, then accept" if pending else "and none pending"
         raise DataSourceError(
-            f"--data {spec!r} is a feedback folder with no accepted report ({pending} pending): there is nothing "
-            f"to train on until some are accepted; review them with {review}, then accept."
+            f"--data {spec!r} is a feedback folder with no accepted report, so there is nothing to train on until "
+            f"some are accepted ({waiting})."
         )
     return accepted
 
 
 def _count_images(tree: Path) -> int:
     """Photos in ``tree``'s class folders (``CLASS/IMAGE``)."""
-    return sum(
-        1
-        for class_dir in _visible_subfolders(tree)
-        for entry in class_dir.iterdir()
-        if not entry.name.startswith(".") and entry.suffix.lower() in SUPPORTED_EXTENSIONS and entry.is_file()
-    )
+    return sum(1 for class_dir in _visible_subfolders(tree) for entry in class_dir.iterdir() if _is_image(entry))
 
 
 # Kaggle
@@ -311,8 +307,9 @@ def _resolve_hf(spec: str) -> ResolvedSource:
     target = _parse_hf(spec)
     download = _download_hf(target)
     named = _enter_subfolder(download, target.subfolder, spec)
-    # A sub-folder named in the spec counts as pointed at directly, like a local folder: the
-    # feedback folder of a mirrored prediction log (hf:OWNER/LOG/feedback) may hold one class.
+    # The feedback folder of a mirrored prediction log (hf:OWNER/LOG/feedback) trains on its accepted
+    # reports; any other sub-folder named in the spec counts as pointed at directly, like a local
+    # folder, so it may hold a single class.
     if is_feedback_folder(named):
         class_root = _accepted_reports(named, spec)
     else:
@@ -412,10 +409,11 @@ def _visible_subfolders(folder: Path) -> list[Path]:
 
 
 def _holds_images(folder: Path) -> bool:
-    return any(
-        not entry.name.startswith(".") and entry.suffix.lower() in SUPPORTED_EXTENSIONS and entry.is_file()
-        for entry in folder.iterdir()
-    )
+    return any(_is_image(entry) for entry in folder.iterdir())
+
+
+def _is_image(entry: Path) -> bool:
+    return not entry.name.startswith(".") and entry.suffix.lower() in SUPPORTED_EXTENSIONS and entry.is_file()
 
 
 def _ambiguous(spec: str, candidates: list[str]) -> DataSourceError:

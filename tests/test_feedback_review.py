@@ -28,7 +28,7 @@ from bird_model.images import ImageError
 from bird_model.inference import Prediction
 from bird_model.logfolder import MARKER, MIRROR_PATTERNS, REVIEWS_FILE
 from bird_model.monitoring import ModelIdentity
-from bird_model.release import MAX_CLASS_DROP, Parent, compare_with_parent, refusal, target_branch
+from bird_model.release import MAX_CLASS_DROP, Parent, compare_with_parent, print_comparison, refusal, target_branch
 from bird_model.settings import FeedbackSettings
 from bird_model.sources import DataSourceError, resolve_source
 
@@ -86,12 +86,19 @@ def test_a_report_lands_pending_with_the_answer_it_corrects(tmp_path: Path) -> N
     assert none.image == f"feedback/none-of-these/{sha(blue)}.png" and (log / none.image).is_file()
     assert (log / "feedback" / MARKER).is_file()
     macaw, unknown = records(log)
-    assert (macaw["reported"], macaw["answer"], macaw["confidence"], macaw["unknown"]) == ("macaw", "gray parrot", 0.7, False)
+    assert (macaw["reported"], macaw["answer"], macaw["confidence"]) == ("macaw", "gray parrot", 0.7)
+    assert macaw["unknown"] is False
     assert macaw["image"] == first.image and macaw["sha256"] == sha(red) and macaw["via"] == "api"
     assert unknown["reported"] == NONE_OF_THESE
     written = "".join(path.read_text(errors="replace") for path in log.rglob("*") if path.is_file())
     assert "10.0.0.1" not in written, "the caller is never written"
     assert not list(log.rglob(".feedback-incoming-*"))
+
+
+def test_a_store_nobody_reports_to_adds_nothing_to_the_log_folder(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    open_store(tmp_path / "log")
+    assert list((tmp_path / "log").iterdir()) == [], "nothing new for the mirror to upload"
 
 
 def test_refused_choices_and_files_store_nothing(tmp_path: Path) -> None:
@@ -204,7 +211,8 @@ def test_accept_by_id_and_by_class_then_training_reads_accepted_only(pending, ca
     log, uploads = pending
     code, out, _ = run_review(capsys, "--log-dir", str(log), "accept", sha(uploads["macaw-1"])[:6])
     assert code == 0 and out.startswith("Accepted 1 reports (macaw 1): train.py --data")
-    assert (log / "feedback" / "accepted" / "macaw" / f"{sha(uploads['macaw-1'])}.png").read_bytes() == uploads["macaw-1"]
+    moved = log / "feedback" / "accepted" / "macaw" / f"{sha(uploads['macaw-1'])}.png"
+    assert moved.read_bytes() == uploads["macaw-1"]
 
     resolved = resolve_source(str(log / "feedback"))
     assert "2 feedback reports are pending review and not used" in capsys.readouterr().out
@@ -244,7 +252,8 @@ def test_review_refusals_are_one_line_and_exit_2(pending, capsys, tmp_path: Path
         ("accept", "zz"): "'zz' is not a report id: give at least 4 hex digits",
         ("reject", "0000000"): "No pending report has the id 0000000",
         ("accept", sha(uploads["macaw-1"])[:8]): f"The id {sha(uploads['macaw-1'])[:8]} is ambiguous: ",
-        ("accept", "--class", "dodo"): "No pending report of the class 'dodo'; pending classes: 'gray parrot', 'macaw'.",
+        ("accept", "--class", "dodo"):
+            "No pending report of the class 'dodo'; pending classes: 'gray parrot', 'macaw'.",
     }
     for argv, message in cases.items():
         code, out, err = run_review(capsys, "--log-dir", str(log), *argv)
@@ -259,8 +268,8 @@ def test_training_on_a_feedback_folder_with_nothing_accepted_stops(pending, caps
     assert train.main(["--data", str(log / "feedback"), "--output", str(log.parent / "run")]) == 2
     out, err = capsys.readouterr()
     assert "3 feedback reports are pending review and not used: python -m bird_model.feedback list" in out
-    assert "is a feedback folder with no accepted report (3 pending): there is nothing to train on until some are " \
-           "accepted" in err
+    assert "is a feedback folder with no accepted report, so there is nothing to train on until some are accepted " \
+           "(3 pending: review them with python -m bird_model.feedback list" in err
     assert not (log.parent / "run").exists()
 
 
@@ -322,7 +331,7 @@ def metrics_with(comparison: ParentComparison) -> Metrics:
     return Metrics(split, split, parent_comparison=comparison)
 
 
-def test_a_model_that_loses_one_class_is_refused_naming_it() -> None:
+def test_a_model_that_loses_one_class_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert MAX_CLASS_DROP == 0.25
     flooded = comparison_for({"amazon green parrot": 10, "gray parrot": 10, "macaw": 1})
     assert flooded.per_class["macaw"] == ClassComparison(photos=10, parent_accuracy=0.9, new_accuracy=0.1)
@@ -336,6 +345,14 @@ def test_a_model_that_loses_one_class_is_refused_naming_it() -> None:
     assert "\n" not in message and "--force" in message
     assert target_branch(metrics_with(flooded), tag="v2", force=False) == "candidate-v2"
     assert target_branch(metrics_with(flooded), tag=None, force=True) == "main"
+
+    print_comparison(flooded)  # what train.py prints after training
+    assert capsys.readouterr().out.splitlines() == [
+        "On 30 of the 30 photos that validated the published model (abc1234): 70.00% vs its 90.00% (-20.00%).",
+        "Per class, the largest change is macaw: 10.00% vs its 90.00% on 10 photos (-80.0 points; main is refused "
+        "beyond -25 on any class).",
+        f"Warning: {refusal(flooded)}.",
+    ]
 
 
 def test_the_class_rule_holds_when_the_overall_figure_improves() -> None:

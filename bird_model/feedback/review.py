@@ -64,8 +64,8 @@ def pending_reports(log_folder: Path, feedback: Path) -> list[Report]:
     """Pending reports with the model's answer and the time from their records, oldest first."""
     details = _record_details(log_folder)
     reports = [
-        Report(report.sha256, report.reported, report.path, *details.get((report.sha256, report.reported), (None, None)))
-        for report in photos_in(feedback / PENDING_DIR)
+        Report(photo.sha256, photo.reported, photo.path, *details.get((photo.sha256, photo.reported), (None, None)))
+        for photo in photos_in(feedback / PENDING_DIR)
     ]
     return sorted(reports, key=lambda report: (report.time or "", report.reported, report.sha256))
 

@@ -118,31 +118,42 @@ def feedback_record(
 
 
 def open_feedback_folder(log_folder: Path) -> Path:
-    """The log folder's ``feedback/``, created or brought to the current layout, with its marker.
+    """The log folder's ``feedback/``, brought to the current layout if an older one is there.
 
     Before the review step ``feedback/CLASS/`` held the reports themselves and "none of these"
     sat in ``feedback-none-of-these/``: those move into ``pending/`` and ``none-of-these/``
     (nothing is lost, nothing reaches training unreviewed). The marker is written last, so a
-    move interrupted by a crash is finished the next time.
+    move interrupted by a crash is finished the next time. Nothing is created while no report
+    exists: an app nobody corrects adds nothing to its log folder or its mirror.
     """
     feedback = log_folder / FEEDBACK_DIR
-    if feedback.is_dir() and not (feedback / MARKER).is_file():
+    old = feedback.is_dir() or (log_folder / LEGACY_NONE_DIR).is_dir() or (log_folder / _ASIDE).is_dir()
+    if old and not (feedback / MARKER).is_file():
         _move_legacy_reports(log_folder)
-    (feedback / PENDING_DIR).mkdir(parents=True, exist_ok=True)
-    (feedback / ACCEPTED_DIR).mkdir(exist_ok=True)
-    (feedback / NONE_DIR).mkdir(exist_ok=True)
-    (feedback / MARKER).touch()
+        mark(feedback)
     return feedback
 
 
+def mark(feedback: Path) -> None:
+    """Create ``feedback/`` with its marker, which tells the data reader to train on ``accepted/`` only.
+
+    Written before any photo, so no copy of the folder (a mirror's) holds reports without it."""
+    feedback.mkdir(parents=True, exist_ok=True)
+    (feedback / MARKER).touch()
+
+
+_ASIDE = ".feedback-before-review"
+
+
 def _move_legacy_reports(log_folder: Path) -> None:
-    """``feedback/CLASS/*`` → ``feedback/pending/CLASS/*``; ``feedback-none-of-these/*`` → ``feedback/none-of-these/*``.
+    """``feedback/CLASS/*`` → ``feedback/pending/CLASS/*``, ``feedback-none-of-these/*`` → ``feedback/none-of-these/*``.
 
     The old ``feedback/`` is renamed aside first: a class may itself be called ``pending``.
     """
-    feedback, aside = log_folder / FEEDBACK_DIR, log_folder / ".feedback-before-review"
-    if not aside.exists():
+    feedback, aside = log_folder / FEEDBACK_DIR, log_folder / _ASIDE
+    if feedback.is_dir() and not aside.exists():
         feedback.rename(aside)
+    aside.mkdir(exist_ok=True)
     for class_dir in sorted(path for path in aside.iterdir() if path.is_dir()):
         target = feedback / PENDING_DIR / class_dir.name
         target.mkdir(parents=True, exist_ok=True)
@@ -280,6 +291,7 @@ class FeedbackStore:
         The file being written sits in the log folder under a hidden name that neither the
         mirror's patterns nor training read, so a crash can leave no partial photo behind.
         """
+        mark(self.feedback)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".feedback-incoming-")
         try:
