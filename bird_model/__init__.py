@@ -29,7 +29,7 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``evaluate``: the command grading a model on a labelled test set with training's metrics
 - ``predict``: the command classifying files and folders into CSV or JSON Lines
 - ``overlay``: drawing where the model looked (its top class's activation map) over the photo
-- ``web``: the Gradio page and API, its feedback buttons, and the operator's Monitoring tab
+- ``web``: the Gradio page and API (a package: page, answers, feedback events, text, uploads, Monitoring tab)
 - ``feedback``: visitors' corrections: checked, bounded and kept pending (``store``); the operator's
   review (``review``, the command ``python -m bird_model.feedback``)
 - ``logfolder``: the log folder's layout (prediction log, images, feedback, mirror patterns), in one place
