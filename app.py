@@ -60,7 +60,7 @@ UPLOAD_CACHE_SWEEP = (3600, 3600)
 """Gradio's ``delete_cache`` (every, older than; seconds). Gradio keeps every distinct upload
 in its cache folder until the server restarts, which grows without end on a public demo; the
 photo is needed only while it is classified (the prediction log keeps its own copy when asked)."""
-UPLOAD_CACHE_BYTES = 500 * 1024 * 1024
+UPLOAD_CACHE_BYTES = 500_000_000
 UPLOAD_CACHE_FILES = 2000
 """What the upload cache may hold at once, however fast uploads come (:mod:`bird_model.web.uploads`):
 the sweep above bounds only age, and one client looping 25 MB uploads filled 1 GB in 25 s."""

@@ -42,6 +42,7 @@ class UploadBudget:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith(UPLOAD_PATH):
             incoming = _content_length(scope) or self.max_incoming
             if not await anyio.to_thread.run_sync(self.make_room, incoming):
+                await _drain(receive, self.max_incoming)
                 await PlainTextResponse(FULL, status_code=413)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -69,6 +70,17 @@ class UploadBudget:
                 uploads.discard(path)
                 total, count = total - size, count - 1
             return total + incoming <= self.max_bytes and count + 1 <= self.max_files
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the refused upload (up to ``limit`` bytes), so the client, still sending,
+    gets the answer instead of a reset connection."""
+    read = 0
+    while read <= limit:
+        message = await receive()
+        read += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _content_length(scope: Scope) -> int | None:
