@@ -29,6 +29,9 @@ FORMAT_VERSION = 1
 
 MODEL_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
+"""The served conversion: float32 or 8-bit, whichever :mod:`bird_model.quantization` chose."""
+FLOAT_LITERT_FILE = "model-float32.tflite"
+"""The float32 conversion, checked against ``model.keras``; kept beside an 8-bit ``model.tflite``."""
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

@@ -15,9 +15,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from bird_model.artifacts import CONFUSION_FILE, CURVES_FILE, METRICS_FILE
+from bird_model.artifacts import CONFUSION_FILE, CURVES_FILE, FLOAT_LITERT_FILE, METRICS_FILE
 from bird_model.evaluation import Metrics
-from bird_model.settings import DEFAULT_LICENSE
+from bird_model.settings import DEFAULT_LICENSE, RunSettings
 
 IMAGENET_BASE_MODEL = "google/mobilenet_v2_1.0_224"
 """The Hub's MobileNetV2 1.0/224 ImageNet checkpoint: the architecture and training data of the
@@ -72,6 +72,25 @@ table below and in `{{ metrics_file }}`):
 
 ![Training curves: loss and accuracy per epoch, training and validation, both phases]({{ curves_file }})
 
+{% if variants %}
+## Served model
+
+The app serves `model.tflite`, chosen at export among three LiteRT conversions: the
+{{ (variants | selectattr("served") | first).name }} one. An 8-bit conversion is served when its validation accuracy is within
+0.5 points of float32's and its unknown verdicts on reference outliers are float32's; of those, the fastest.
+The float32 conversion is also in the folder (`{{ float_file }}`).
+
+| conversion | size | validation accuracy | forward pass, p50 | reference outliers called unknown | |
+| --- | ---: | ---: | ---: | ---: | --- |
+{% for v in variants -%}
+| {{ v.name }} | {{ "%.2f" | format(v.size_bytes / 1e6) }} MB | {{ "%.2f" | format(v.accuracy * 100) }}% | {{ "%.1f" | format(v.p50_ms) }} ms | {{ v.outliers_unknown }} of {{ v.outliers }} | {{ "served" if v.served else ("the reference" if v.name == "float32" else ("qualifies" if v.qualifies else "refused")) }} |
+{% endfor %}
+{%- if outliers %}
+"Not one of my birds": {{ "%.1f" | format((1 - outliers.validation_pass_rate) * 100) }}% of the validation photos are called unknown
+(the threshold is set for at most {{ "%.0f" | format((1 - unknown_pass_rate) * 100) }}%){% if variants %}; {{ (variants | selectattr("served") | first).outliers_unknown }} of
+{{ (variants | selectattr("served") | first).outliers }} reference outliers (flat colours, noise) are{% endif %}.
+{% endif %}
+{% endif -%}
 ## Training data
 
 {{ total }} usable photos{% if rejected %}; {{ rejected }} files were skipped (listed with reasons in
@@ -216,6 +235,10 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
         metrics_file=METRICS_FILE,
         confusion_file=CONFUSION_FILE,
         curves_file=CURVES_FILE,
+        variants=metrics.serving_variants,
+        outliers=metrics.outliers,
+        unknown_pass_rate=RunSettings.unknown_pass_rate,
+        float_file=FLOAT_LITERT_FILE,
     )
 
 

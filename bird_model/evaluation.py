@@ -48,6 +48,25 @@ class OutlierMetrics:
 
 
 @dataclass(frozen=True)
+class ServingVariant:
+    """One LiteRT conversion as measured at export (:mod:`bird_model.quantization`): the served one and the others."""
+
+    name: str
+    """``float32``, ``dynamic-range`` or ``full-integer``."""
+    size_bytes: int
+    accuracy: float
+    """On the validation photos."""
+    p50_ms: float
+    """Median forward pass of one photo at export, the variants taking turns on the same photo."""
+    outliers_unknown: int
+    """Reference outliers (flat colours, noise) called unknown, of :attr:`outliers`."""
+    outliers: int
+    qualifies: bool
+    """Whether it passed the rule: accuracy within 0.5 points of float32, the same outlier verdicts."""
+    served: bool
+
+
+@dataclass(frozen=True)
 class ClassComparison:
     """One class of :class:`ParentComparison`: the new model on that class's shared photos, the
     parent on its own validation photos of the class (its ``metrics.json`` recall)."""
@@ -94,6 +113,8 @@ class Metrics:
     outliers: OutlierMetrics | None = None
     parent_comparison: ParentComparison | None = None
     """Only for a retraining of a published model."""
+    serving_variants: list[ServingVariant] = field(default_factory=list)
+    """The LiteRT conversions measured at export; empty in folders from before the choice."""
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> Metrics:
@@ -104,6 +125,7 @@ class Metrics:
             training=SplitMetrics.from_json(document["training"]),
             outliers=OutlierMetrics(**outliers) if outliers else None,
             parent_comparison=ParentComparison.from_json(comparison) if comparison else None,
+            serving_variants=[ServingVariant(**variant) for variant in document.get("serving_variants", [])],
         )
 
     def to_json(self) -> dict[str, Any]:

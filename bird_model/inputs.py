@@ -9,6 +9,7 @@ many photos a dataset has.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,11 @@ class Photos:
         if not with_labels:
             dataset = dataset.map(lambda pixels, label: pixels)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def arrays(self, batch_size: int = 32) -> Iterator[np.ndarray]:
+        """The photos as uint8 numpy batches, in order, for code outside TensorFlow (the LiteRT models)."""
+        for batch in self.batches(batch_size, with_labels=False):
+            yield batch.numpy().astype(np.uint8)
 
     def _read(self, file: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One cache entry's pixels (its trailing checksum cut off; the dataset check verified it)."""

@@ -28,6 +28,9 @@ Both compute in float32 and differ only in operation order (about 1e-7 on Mobile
 an inactive augmentation layer that became active, or a lost scaling layer, is far above it.
 """
 
+QUANTIZATIONS = ("dynamic-range", "full-integer")
+"""The 8-bit conversions :func:`export_quantized` makes, besides the float32 one."""
+
 FEATURES_OUTPUT = "output_0"
 PROBABILITIES_OUTPUT = "output_1"
 ACTIVATION_OUTPUT = "output_2"
@@ -74,6 +77,31 @@ def export_litert(model: keras.Model, path: Path) -> None:
     signature = [tf.TensorSpec((1, size, size, 3), tf.float32, name="pixels")]
     serving.export(str(path), format="litert", input_signature=signature, verbose=False)
     _check_parity(serving, path, size)
+
+
+def export_quantized(model: keras.Model, path: Path, quantization: str, calibration: np.ndarray) -> None:
+    """Write the classifier like :func:`export_litert`, with its weights (and activations) in 8 bits.
+
+    ``quantization`` is ``"dynamic-range"`` (int8 weights, float activations: no calibration)
+    or ``"full-integer"`` (int8 weights and activations, their ranges measured on the uint8
+    ``calibration`` photos; float32 input and outputs, so it is served like the float model).
+    No parity check: 8 bits cannot match to 1e-4, so :mod:`bird_model.quantization` measures
+    what the rounding does to accuracy and unknown verdicts instead, and keeps the variant
+    only when they hold.
+    """
+    import tensorflow as tf
+
+    from bird_model.model import serving_model
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    size = int(model.input_shape[1])
+    signature = [tf.TensorSpec((1, size, size, 3), tf.float32, name="pixels")]
+    options: dict[str, object] = {"optimizations": [tf.lite.Optimize.DEFAULT]}
+    if quantization == "full-integer":
+        photos = np.asarray(calibration, dtype=np.float32)
+        options["representative_dataset"] = lambda: ([photo[np.newaxis]] for photo in photos)
+    serving_model(model).export(str(path), format="litert", input_signature=signature, verbose=False, **options)
 
 
 def _check_parity(serving: keras.Model, path: Path, size: int) -> None:

@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from bird_model import artifacts
+from bird_model import artifacts, quantization
 from bird_model.card import default_model_name, render_model_card
 from bird_model.checkpoints import check_resumable, open_checkpoint
 from bird_model.console import step
 from bird_model.curves import save_training_curves
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
-from bird_model.evaluation import Metrics, OutlierMetrics, classification_metrics, save_confusion_matrix
+from bird_model.evaluation import Metrics, OutlierMetrics, ServingVariant, classification_metrics, save_confusion_matrix
 from bird_model.monitoring import compute_baseline
-from bird_model.ood import fit_detector
+from bird_model.ood import calibrated, fit_detector
 from bird_model.release import Parent, compare_with_parent, print_comparison
 from bird_model.sources import ResolvedSource
 from bird_model.settings import RunSettings
@@ -57,7 +57,6 @@ def run_training(
 
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.devices import choose_devices
-    from bird_model.litert import export_litert
     from bird_model.model import build_classifier, features_and_probabilities, serving_copy
     from bird_model.inputs import Photos
     from bird_model.training import batched_predict, train_two_phases
@@ -82,11 +81,6 @@ def run_training(
     metrics = Metrics(
         validation=classification_metrics(validation.labels, validation_probabilities, dataset.classes),
         training=classification_metrics(train.labels, train_probabilities, dataset.classes),
-        outliers=OutlierMetrics(
-            method=detector.method,
-            threshold=detector.threshold,
-            validation_pass_rate=float(np.mean(~detector.is_unknown(validation_features))),
-        ),
     )
     if parent is not None:
         metrics = replace(metrics, parent_comparison=compare_with_parent(parent, dataset, split, validation_probabilities))
@@ -95,12 +89,29 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        with step(f"Saving {artifacts.MODEL_FILE} and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
+        with step(f"Saving {artifacts.MODEL_FILE} and converting it to LiteRT: float32 (checked against Keras), "
+                  "dynamic-range and full-integer"):
             model.save(staging / artifacts.MODEL_FILE)
-            export_litert(model, staging / artifacts.LITERT_FILE)
+            calibration = Photos.of(dataset, split.train[:: max(1, len(split.train) // CALIBRATION_PHOTOS)])
+            variants = quantization.convert_variants(model, staging, np.concatenate(list(calibration.arrays())))
+        with step(f"Choosing the served {artifacts.LITERT_FILE}: each conversion's validation accuracy, "
+                  "unknown verdicts and speed"):
+            runs = quantization.run_variants(variants, validation.arrays(), quantization.reference_outliers(settings.image_size))
+            reports = quantization.choose(runs, validation.labels, detector, settings.unknown_pass_rate)
+            quantization.install_served(reports, variants, staging)
+            served = next(run for run, report in zip(runs, reports) if report.served)
+            # The served conversion's own features set the threshold and the baseline: what the app will see.
+            detector = calibrated(detector, served.validation_features, settings.unknown_pass_rate)
+        print_variants(reports)
+        metrics = replace(metrics, serving_variants=reports, outliers=OutlierMetrics(
+            method=detector.method,
+            threshold=detector.threshold,
+            validation_pass_rate=float(np.mean(~detector.is_unknown(served.validation_features))),
+        ))
         with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
             detector.save(staging / artifacts.OOD_FILE)
-            baseline = compute_baseline(dataset.classes, train.labels, validation_probabilities, validation_features, detector)
+            baseline = compute_baseline(dataset.classes, train.labels, served.validation_probabilities,
+                                        served.validation_features, detector)
             artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
             write_folder_documents(staging, config, metrics, histories, dataset, split)
         artifacts.commit_folder(staging, settings.output)
@@ -199,6 +210,18 @@ def write_folder_documents(
     save_training_curves(histories, folder / artifacts.CURVES_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
     artifacts.save_examples(folder, dataset, split)
+
+
+CALIBRATION_PHOTOS = 100
+"""Training photos, spread evenly over the split, whose activation ranges the full-integer model is fitted to."""
+
+
+def print_variants(reports: list[ServingVariant]) -> None:
+    for report in reports:
+        verdict = "served" if report.served else ("qualifies" if report.qualifies else "refused")
+        print(f"  {report.name:13s} {report.size_bytes / 1e6:5.2f} MB, validation accuracy {report.accuracy:.2%}, "
+              f"p50 {report.p50_ms:.1f} ms, {report.outliers_unknown}/{report.outliers} reference outliers unknown: "
+              f"{verdict}")
 
 
 CLASSES_LISTED_UP_TO = 20
