@@ -5,11 +5,14 @@ sample images only; the product does not depend on them):
 
     python benchmarks/ood.py --model runs/parrots --data ../shared/datasets/parrots
 
-It refits the outlier detector from the model folder's own split (training photos for the
-class means, validation photos for the threshold), then scores in-distribution validation
-photos against out-of-distribution ones: every picture scikit-learn and scikit-image ship,
-noise and flat colours. Each candidate score is reported, next to the max-softmax baseline,
-and the default method's per-image verdicts show which outliers got through.
+It refits each candidate score from the model folder's own split (training photos for the
+fit, validation photos for the threshold), then scores in-distribution validation photos
+against out-of-distribution ones: every picture scikit-learn and scikit-image ship, noise and
+flat colours, and a leave-one-class-out check (refit without one class, whose photos become
+the outliers: "a bird, but not one of mine"). Those decide which score ships. The photos of
+``--foreign`` (other bird species, ../shared/datasets/foreign-birds) are reported apart and
+never decide: that folder's README asks not to tune to it. Each candidate is reported next to
+the max-softmax baseline, and the default method's per-image verdicts show what got through.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ood_methods import DEFAULT_METHOD, METHODS, auroc, fit_detector
+from benchmarks.ood_methods import DEFAULT_METHOD, METHODS, Head, Scorer, auroc, fit_scorer
 from bird_model import artifacts
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.images import load_rgb
-from bird_model.ood import OutlierDetector, calibrate_threshold
+from bird_model.ood import calibrate_threshold
+from bird_model.settings import RunSettings
 
 MIN_PACKAGED_SIDE = 64
 """scikit-image also ships test fixtures of a few pixels (a 14x25 GIF, a 10x15 TIFF): not pictures."""
@@ -71,30 +75,36 @@ def main() -> None:
     folder = artifacts.read_model_folder(options.model)
     train_paths, train_labels, validation_paths, validation_labels = split_photos(folder, options.data)
     outliers = packaged_images() + noise_images(NOISE_IMAGES) + flat_colour_images()
+    foreign_paths = sorted(p for p in options.foreign.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
     started = time.monotonic()
-    network = load_network(folder)
+    network, head = load_network(folder)
     train = run_model(network, folder.image_size, [(p.name, p, "train") for p in train_paths])
     validation = run_model(network, folder.image_size, [(p.name, p, "validation") for p in validation_paths])
     outside = run_model(network, folder.image_size, outliers)
+    foreign = run_model(network, folder.image_size, [(p.name, p, "foreign bird") for p in foreign_paths])
     seconds = time.monotonic() - started
 
     print_header(folder, options, train, validation, outside, seconds)
-    detectors = {
-        method: fit_detector(train.features, train_labels, validation.features, options.target, method)
+    print(f"Foreign birds ({len(foreign.names)} from {options.foreign}): reported, never used to choose.\n")
+    scorers = {
+        method: fit_scorer(train.features, train_labels, validation.features, options.target, method, head)
         for method in METHODS
     }
     results = {
-        method: evaluate(detector, validation, outside, options.target) for method, detector in detectors.items()
+        method: {**evaluate(scorer, validation, outside, options.target), **foreign_rates(scorer, validation, foreign)}
+        for method, scorer in scorers.items()
     }
     held_out = {
-        method: held_out_class(train, train_labels, validation, validation_labels, options.target, method)
+        method: held_out_class(train, train_labels, validation, validation_labels, options.target, method, head)
         for method in METHODS
     }
-    baseline = evaluate_softmax(validation, outside, options.target)
-    print_comparison(detectors, results, held_out, baseline)
-    print_verdicts(detectors[DEFAULT_METHOD], outside, folder.classes)
-    print_markdown(results[DEFAULT_METHOD], baseline, folder)
+    baseline = {**evaluate_softmax(validation, outside, options.target),
+                **softmax_foreign(validation, foreign, options.target)}
+    print_comparison(results, held_out, baseline)
+    print_verdicts(scorers[DEFAULT_METHOD], outside, folder.classes)
+    print_verdicts(scorers[DEFAULT_METHOD], foreign, folder.classes)
+    print_markdown(results, held_out, baseline, folder)
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -106,7 +116,14 @@ def parse_arguments() -> argparse.Namespace:
         default=Path("../shared/datasets/parrots"),
         help="the dataset the model was trained on (default: ../shared/datasets/parrots)",
     )
-    parser.add_argument("--target", type=float, default=0.97, help="in-distribution pass rate to calibrate for")
+    parser.add_argument(
+        "--foreign",
+        type=Path,
+        default=Path("../shared/datasets/foreign-birds"),
+        help="other birds, reported apart (default: ../shared/datasets/foreign-birds)",
+    )
+    parser.add_argument("--target", type=float, default=RunSettings.unknown_pass_rate,
+                        help=f"in-distribution pass rate to calibrate for (default: {RunSettings.unknown_pass_rate})")
     return parser.parse_args()
 
 
@@ -168,36 +185,45 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_network(folder: artifacts.ModelFolder):
+def load_network(folder: artifacts.ModelFolder) -> tuple[object, Head]:
+    """Features and probabilities in one pass, and the head's weights (for the energy score)."""
     import keras
 
-    from bird_model.model import features_and_probabilities
+    from bird_model.model import HEAD_NAME, features_and_probabilities
 
     model = keras.saving.load_model(folder.model_path, safe_mode=True, compile=False)
-    return features_and_probabilities(model)
+    kernel, bias = model.get_layer(HEAD_NAME).get_weights()
+    return features_and_probabilities(model), (np.asarray(kernel, np.float64), np.asarray(bias, np.float64))
 
 
 def run_model(network, size: int, photos: Sequence[tuple[str, Path | bytes, str]], batch_size: int = 32) -> Photos:
     """Decode with the product's decoder and take features and probabilities in one pass."""
     pixels = np.stack([load_rgb(source, size) for _, source, _ in photos]).astype(np.float32)
+    if not len(pixels):
+        return Photos([], [], np.empty((0, 1280)), np.empty((0, 0)))
     features, probabilities = network.predict(pixels, batch_size=batch_size, verbose=0)
     return Photos([name for name, _, _ in photos], [group for _, _, group in photos], features, probabilities)
 
 
-def evaluate(detector: OutlierDetector, inside: Photos, outside: Photos, target: float) -> dict:
-    return rates(detector.score(inside.features), detector.score(outside.features), detector.threshold, outside, target)
+def evaluate(scorer: Scorer, inside: Photos, outside: Photos, target: float) -> dict:
+    return rates(scorer.score(inside.features), scorer.score(outside.features), scorer.threshold, outside, target)
 
 
-def evaluate_softmax(inside: Photos, outside: Photos, target: float) -> dict:
-    """The baseline: one minus the top probability, thresholded the same way."""
-    inside_scores = 1 - inside.probabilities.max(axis=1)
-    return rates(
-        inside_scores,
-        1 - outside.probabilities.max(axis=1),
-        calibrate_threshold(inside_scores, target),
-        outside,
-        target,
-    )
+def foreign_rates(scorer: Scorer, inside: Photos, foreign: Photos) -> dict:
+    """Other birds: AUROC against the validation photos, and how many are called unknown."""
+    if not foreign.names:
+        return {"auroc_foreign": float("nan"), "unknown_foreign": (0, 0)}
+    scores = scorer.score(foreign.features)
+    return {"auroc_foreign": auroc(scorer.score(inside.features), scores),
+            "unknown_foreign": (int(np.sum(scores > scorer.threshold)), len(scores))}
+
+
+def softmax_foreign(inside: Photos, foreign: Photos, target: float) -> dict:
+    """The max-softmax baseline on the other birds, calibrated as :func:`evaluate_softmax` does."""
+    inside_scores, scores = 1 - inside.probabilities.max(axis=1), 1 - foreign.probabilities.max(axis=1)
+    threshold = calibrate_threshold(inside_scores, target)
+    return {"auroc_foreign": auroc(inside_scores, scores) if len(scores) else float("nan"),
+            "unknown_foreign": (int(np.sum(scores > threshold)), len(scores))}
 
 
 def rates(inside: np.ndarray, outside: np.ndarray, threshold: float, photos: Photos, target: float) -> dict:
@@ -211,7 +237,7 @@ def rates(inside: np.ndarray, outside: np.ndarray, threshold: float, photos: Pho
         "unknown_packaged": float(np.mean(outside[packaged] > threshold)),
         "unknown_synthetic": float(np.mean(outside[~packaged] > threshold)),
         "counts": (len(inside), int(packaged.sum()), int((~packaged).sum())),
-        "margin": float(np.min(outside) / threshold),
+        "margin": float(np.min(outside) - threshold),
     }
 
 
@@ -232,8 +258,10 @@ def held_out_class(
     validation_labels: np.ndarray,
     target: float,
     method: str,
+    head: Head,
 ) -> tuple[float, float]:
-    """Near-distribution check: refit without one class, whose validation photos become the outliers.
+    """Near-distribution check: refit without one class, whose photos (training and validation,
+    none of them in the fit) become the outliers; the head loses that class's column.
 
     The backbone was fine-tuned on that class too, so this flatters every method; it still
     ranks them on "a bird, but not one of mine". Returns the mean AUROC and unknown rate.
@@ -241,12 +269,13 @@ def held_out_class(
     aurocs, unknown = [], []
     for left_out in np.unique(train_labels):
         kept = train_labels != left_out
-        relabelled = np.searchsorted(np.unique(train_labels[kept]), train_labels[kept])
+        classes = np.unique(train_labels[kept])
+        relabelled = np.searchsorted(classes, train_labels[kept])
         known = validation.features[validation_labels != left_out]
-        detector = fit_detector(train.features[kept], relabelled, known, target, method)
-        foreign = validation.features[validation_labels == left_out]
-        aurocs.append(auroc(detector.score(known), detector.score(foreign)))
-        unknown.append(float(detector.is_unknown(foreign).mean()))
+        scorer = fit_scorer(train.features[kept], relabelled, known, target, method, (head[0][:, classes], head[1][classes]))
+        foreign = np.vstack([validation.features[validation_labels == left_out], train.features[~kept]])
+        aurocs.append(auroc(scorer.score(known), scorer.score(foreign)))
+        unknown.append(float(scorer.is_unknown(foreign).mean()))
     return float(np.mean(aurocs)), float(np.mean(unknown))
 
 
@@ -273,62 +302,72 @@ def print_header(
     print(f"Machine: {machine()}; feature extraction {seconds:.0f} s\n")
 
 
-def print_comparison(
-    detectors: dict[str, OutlierDetector],
-    results: dict[str, dict],
-    held_out: dict[str, tuple[float, float]],
-    baseline: dict,
-) -> None:
+def print_comparison(results: dict[str, dict], held_out: dict[str, tuple[float, float]], baseline: dict) -> None:
     (inside, packaged, synthetic) = baseline["counts"]
     print(f"AUROC: validation parrots ({inside}) vs packaged images ({packaged}) / synthetic ({synthetic}) / all")
     print(
-        f"{'score':24s} {'packaged':>8s} {'synth':>6s} {'all':>6s} | {'pass val':>8s} {'pass LOO':>8s} | "
-        f"{'unk pkg':>7s} {'unk syn':>7s} | {'minOOD/thr':>10s} | held-out class AUROC"
+        f"{'score':38s} {'packaged':>8s} {'synth':>6s} {'all':>6s} | {'pass val':>8s} {'pass LOO':>8s} | "
+        f"{'unk pkg':>7s} {'unk syn':>7s} | {'minOOD-thr':>10s} | held-out class AUROC, unknown | foreign AUROC, unknown"
     )
     for method, result in results.items():
         label = f"{method}{' (default)' if method == DEFAULT_METHOD else ''}"
-        if method == "mahalanobis":
-            label += f" s={detectors[method].shrinkage:.2f}"
-        print(row(label, result) + " | {:.3f}, {:.0%} unknown".format(*held_out[method]))
-    print(row("max-softmax baseline", baseline) + " |")
+        print(row(label, result) + " | {:.3f}, {:.0%}".format(*held_out[method]) + foreign_cells(result))
+    print(row("max-softmax baseline", baseline) + " |" + " " * 14 + foreign_cells(baseline))
     print()
+
+
+def foreign_cells(result: dict) -> str:
+    found, count = result["unknown_foreign"]
+    return f" | {result['auroc_foreign']:.3f}, {found} of {count}"
 
 
 def row(label: str, result: dict) -> str:
     return (
-        f"{label:24s} {result['auroc_packaged']:8.3f} {result['auroc_synthetic']:6.3f} {result['auroc_all']:6.3f} | "
+        f"{label:38s} {result['auroc_packaged']:8.3f} {result['auroc_synthetic']:6.3f} {result['auroc_all']:6.3f} | "
         f"{result['pass_validation']:8.1%} {result['pass_left_out']:8.1%} | "
         f"{result['unknown_packaged']:7.1%} {result['unknown_synthetic']:7.1%} | {result['margin']:10.2f}"
     )
 
 
-def print_verdicts(detector: OutlierDetector, outside: Photos, classes: list[str]) -> None:
-    """What a user would see for each outlier, and what the softmax alone would have claimed."""
-    scores = detector.score(outside.features) / detector.threshold
-    print(f"Per image ({detector.method}; score / threshold, above 1 = unknown), lowest first:")
+def print_verdicts(scorer: Scorer, outside: Photos, classes: list[str]) -> None:
+    """What a user would see for each outlier, and what the softmax alone would have claimed.
+
+    The score over the threshold is shown as their difference (the product's score is a sum of
+    standardised distances, which may be negative, so a ratio would not read).
+    """
+    scores = scorer.score(outside.features) - scorer.threshold
+    print(f"Per image ({scorer.method}; score minus threshold, above 0 = unknown), lowest first:")
     for index in np.argsort(scores):
         top = int(np.argmax(outside.probabilities[index]))
-        verdict = "unknown" if scores[index] > 1 else "PASSED as a bird"
+        verdict = "unknown" if scores[index] > 0 else "PASSED as a bird"
         print(
-            f"  {scores[index]:6.2f}  {verdict:16s} {outside.groups[index]:13s} {outside.names[index]:28s} "
+            f"  {scores[index]:7.2f}  {verdict:16s} {outside.groups[index]:13s} {outside.names[index]:28s} "
             f"softmax: {classes[top]} {outside.probabilities[index, top]:.0%}"
         )
-    passed = [outside.names[i] for i in np.flatnonzero(scores <= 1)]
+    passed = [outside.names[i] for i in np.flatnonzero(scores <= 0)]
     print(f"Passed: {', '.join(passed) if passed else 'none'}\n")
 
 
-def print_markdown(result: dict, baseline: dict, folder: artifacts.ModelFolder) -> None:
-    inside, packaged, synthetic = result["counts"]
+def print_markdown(results: dict[str, dict], held_out: dict[str, tuple[float, float]], baseline: dict,
+                   folder: artifacts.ModelFolder) -> None:
+    inside, packaged, synthetic = baseline["counts"]
+    foreign = baseline["unknown_foreign"][1]
     print("Markdown for the README:\n")
     print(
-        f"| Score | AUROC packaged ({packaged}) | AUROC all OOD ({packaged + synthetic}) | "
-        f"Validation pass ({inside}) | Pass, left out | Unknown packaged | Unknown noise + flat ({synthetic}) |"
+        f"| Score | AUROC packaged ({packaged}) | Validation unknown ({inside}) | Unknown, left out | "
+        f"Unknown packaged | Unknown noise + flat ({synthetic}) | Held-out class: AUROC, unknown | "
+        f"Foreign birds ({foreign}): AUROC, unknown |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for label, values in ((f"Feature distance ({DEFAULT_METHOD})", result), ("Max softmax (baseline)", baseline)):
+    print("|---|---|---|---|---|---|---|---|")
+    rows = [(f"`{method}`" + (" (product)" if method == DEFAULT_METHOD else ""), values, held_out[method])
+            for method, values in results.items()]
+    for label, values, (held_auroc, held_unknown) in [*rows, ("max softmax (baseline)", baseline, (None, None))]:
+        held = "" if held_auroc is None else f"{held_auroc:.3f}, {held_unknown:.0%}"
+        found, count = values["unknown_foreign"]
         print(
-            f"| {label} | {values['auroc_packaged']:.3f} | {values['auroc_all']:.3f} | {values['pass_validation']:.1%} | "
-            f"{values['pass_left_out']:.1%} | {values['unknown_packaged']:.1%} | {values['unknown_synthetic']:.1%} |"
+            f"| {label} | {values['auroc_packaged']:.3f} | {1 - values['pass_validation']:.1%} | "
+            f"{1 - values['pass_left_out']:.1%} | {values['unknown_packaged']:.1%} | {values['unknown_synthetic']:.1%} | "
+            f"{held} | {values['auroc_foreign']:.3f}, {found} of {count} |"
         )
     print(
         f"\nModel `{folder.config.get('model_name')}` ({folder.config.get('base_weights')} base weights), "

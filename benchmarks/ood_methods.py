@@ -1,52 +1,102 @@
-"""Benchmark-only outlier scores, compared with the product's in ``benchmarks/ood.py``.
+"""Outlier scores compared with the product's in ``benchmarks/ood.py``; only the product's ships.
 
-- ``centroid``: the product's (:mod:`bird_model.ood`), distance to the nearest class mean;
-- ``mahalanobis``: the pooled within-class covariance, shrunk towards isotropic with
-  scikit-learn's Ledoit-Wolf estimate, because 1280-d features from a few hundred photos give
-  a singular sample covariance. The covariance has rank below the number of training photos,
-  so it is stored as a few hundred principal directions (the detector's ``components``)
-  instead of a 1280x1280 precision matrix, and it scores with the product's own formula.
+- ``centred-class-and-neighbour``: the product's (:mod:`bird_model.ood`);
+- ``centroid``: the product's score before it, distance to the nearest class mean of the
+  L2-normalised (uncentred) features;
+- ``mahalanobis``: the same with the pooled within-class covariance, shrunk towards isotropic
+  with scikit-learn's Ledoit-Wolf estimate, because 1280-d features from a few hundred photos
+  give a singular sample covariance. It is kept as a few hundred principal directions
+  instead of a 1280x1280 precision matrix;
+- ``knn``: cosine distance to the nearest training photo, features centred on the training mean;
+- ``energy``: minus the log-sum-exp of the head's logits (needs the head's weights).
 
-:func:`auroc` is scikit-learn's ``roc_auc_score``: the chance that an outlier scores above an
-in-distribution photo, ties counting half.
+Every score is calibrated the product's way (:func:`bird_model.ood.calibrate_threshold` on the
+validation photos). :func:`auroc` is scikit-learn's ``roc_auc_score``: the chance that an
+outlier scores above an in-distribution photo, ties counting half.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.metrics import roc_auc_score
 
-from bird_model.ood import METHOD, OutlierDetector, calibrated, centroid_detector, normalise
+from bird_model.ood import METHOD, calibrate_threshold, fit_detector, normalise
 
-METHODS = (METHOD, "mahalanobis")
+METHODS = ("centroid", "mahalanobis", "knn", "energy", METHOD)
 DEFAULT_METHOD = METHOD
 
+Head = tuple[np.ndarray, np.ndarray]
+"""The softmax head's kernel ``(features, classes)`` and bias ``(classes,)``."""
 
-def fit_detector(
+
+@dataclass(frozen=True)
+class Scorer:
+    """A fitted, calibrated score: higher is more unlike the training photos."""
+
+    method: str
+    score: Callable[[np.ndarray], np.ndarray]
+    threshold: float
+
+    def is_unknown(self, features: np.ndarray) -> np.ndarray:
+        return self.score(features) > self.threshold
+
+
+@dataclass(frozen=True)
+class Mahalanobis:
+    """Squared Mahalanobis distance to the nearest class mean, shared shrunk covariance in low-rank form."""
+
+    class_means: np.ndarray
+    components: np.ndarray
+    component_weights: np.ndarray
+    isotropic_variance: float
+    shrinkage: float
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        differences = normalise(np.atleast_2d(features))[:, np.newaxis, :] - self.class_means[np.newaxis]
+        explained = ((differences @ self.components) ** 2 * self.component_weights).sum(axis=-1)
+        return (((differences**2).sum(axis=-1) - explained) / self.isotropic_variance).min(axis=1)
+
+
+def fit_scorer(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     validation_features: np.ndarray,
     target_pass_rate: float,
     method: str = DEFAULT_METHOD,
-) -> OutlierDetector:
-    """The product's detector, or with ``method="mahalanobis"`` the same with a shrunk covariance."""
+    head: Head | None = None,
+) -> Scorer:
+    """Fit ``method`` on the training photos and calibrate it on the validation photos."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    detector = centroid_detector(train_features, train_labels)
-    if method == "mahalanobis":
-        residuals = normalise(train_features) - detector.class_means[np.asarray(train_labels)]
-        components, weights, variance, shrinkage = shrunk_covariance(residuals)
-        detector = replace(
-            detector, method=method, components=components, component_weights=weights,
-            isotropic_variance=variance, shrinkage=shrinkage,
-        )
-    return calibrated(detector, validation_features, target_pass_rate)
+    if method == METHOD:
+        detector = fit_detector(train_features, train_labels, validation_features, target_pass_rate)
+        return Scorer(method, detector.score, detector.threshold)
+    score = _fit_score(method, np.asarray(train_features, np.float64), np.asarray(train_labels), head)
+    return Scorer(method, score, calibrate_threshold(score(validation_features), target_pass_rate))
 
 
-def shrunk_covariance(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _fit_score(method: str, features: np.ndarray, labels: np.ndarray, head: Head | None) -> Callable[[np.ndarray], np.ndarray]:
+    if method == "energy":
+        if head is None:
+            raise ValueError("the energy score needs the head's weights")
+        kernel, bias = head
+        return lambda x: -np.logaddexp.reduce(np.atleast_2d(x).astype(np.float64) @ kernel + bias, axis=1)
+    if method == "knn":
+        centre = features.mean(axis=0)
+        bank = normalise(features - centre)
+        return lambda x: 1.0 - (normalise(np.atleast_2d(x) - centre) @ bank.T).max(axis=1)
+    normalised = normalise(features)
+    means = np.stack([normalised[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
+    if method == "centroid":
+        return lambda x: ((normalise(np.atleast_2d(x))[:, np.newaxis] - means[np.newaxis]) ** 2).sum(axis=-1).min(axis=1)
+    return mahalanobis(normalised - means[labels], means)
+
+
+def mahalanobis(residuals: np.ndarray, means: np.ndarray) -> Mahalanobis:
     """``(1 - s) S + s mu I`` in low-rank form: directions, their weights, ``s mu`` and ``s``.
 
     With ``S = V diag(l) V^T`` the inverse is ``(I - V diag(c) V^T) / (s mu)`` where
@@ -60,7 +110,7 @@ def shrunk_covariance(residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
     keep = eigenvalues > eigenvalues.max(initial=0.0) * 1e-10
     isotropic = max(shrinkage * mean_variance, 1e-12)
     spread = (1 - shrinkage) * eigenvalues[keep]
-    return directions[keep].T, spread / (spread + isotropic), isotropic, shrinkage
+    return Mahalanobis(means, directions[keep].T, spread / (spread + isotropic), isotropic, shrinkage)
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:

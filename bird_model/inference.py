@@ -57,8 +57,9 @@ class Explanation:
 class Classifier:
     """A loaded model folder: decode a photo with the training decoder, score it, judge it."""
 
-    def __init__(self, folder: ModelFolder) -> None:
-        litert_path = folder.path / LITERT_FILE
+    def __init__(self, folder: ModelFolder, litert_path: Path | None = None) -> None:
+        """``litert_path`` serves another conversion than the folder's ``model.tflite`` (benchmarks compare them)."""
+        litert_path = litert_path or folder.path / LITERT_FILE
         if litert_path.is_file():
             model_path, (forward, outputs, explains) = litert_path, _litert_forward(litert_path)
         else:
@@ -68,8 +69,7 @@ class Classifier:
                 f"{model_path} predicts {outputs} classes but {folder.path / LABELS_FILE} names "
                 f"{len(folder.classes)}; the model and label map come from different runs."
             )
-        detector_path = folder.path / OOD_FILE
-        self.detector = OutlierDetector.load(detector_path) if detector_path.is_file() else None
+        self.detector = _load_detector(folder.path / OOD_FILE)
         self.folder = folder
         self.forward = forward
         self.explains = explains
@@ -107,6 +107,16 @@ class Classifier:
             return Prediction(scores, outlier_score=None, unknown=False)
         outlier_score = float(self.detector.score(outputs.features)[0])
         return Prediction(scores, outlier_score, unknown=outlier_score > self.detector.threshold)
+
+
+def _load_detector(path: Path) -> OutlierDetector | None:
+    """The folder's outlier detector, None without one; a damaged or hostile one stops the start."""
+    if not path.is_file():
+        return None
+    try:
+        return OutlierDetector.load(path)
+    except ValueError as error:
+        raise ModelFolderError(str(error)) from error
 
 
 def _litert_forward(path: Path) -> tuple[Forward, int, bool]:

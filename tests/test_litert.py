@@ -17,7 +17,7 @@ import pytest
 from bird_model.artifacts import LITERT_FILE, ModelFolder, ModelFolderError
 from bird_model.images import load_rgb
 from bird_model.inference import Classifier
-from bird_model.litert import ForwardPass, LiteRTModel, export_litert
+from bird_model.litert import QUANTIZATIONS, ForwardPass, LiteRTModel, export_litert, export_quantized
 from bird_model.model import BASE_NAME, build_classifier, features_and_probabilities, serving_model
 from tests.conftest import PARROTS, QUIET_ENV, ROOT, needs_parrots, solid_photo
 
@@ -152,3 +152,19 @@ def test_overlay_is_the_photo_at_model_size(exported: tuple[keras.Model, Path], 
     overlay = classifier.explain(solid_photo(tmp_path / "bird.png", (40, 160, 60), size=64)).overlay
     assert classifier.explains and overlay is not None
     assert (overlay.size, overlay.mode) == ((64, 64), "RGB")
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_8_bit_conversions_are_a_third_of_the_float_file_and_answer_in_the_same_shapes(
+    exported: tuple[keras.Model, Path], quantization: str, tmp_path: Path
+) -> None:
+    """How well they answer is measured at export (bird_model.quantization), not here: a random model has no accuracy."""
+    model, folder = exported
+    rng = np.random.default_rng(3)
+    export_quantized(model, tmp_path / LITERT_FILE, quantization, rng.integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8))
+    assert (tmp_path / LITERT_FILE).stat().st_size < (folder / LITERT_FILE).stat().st_size / 3
+    pixels = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    got, want = LiteRTModel(tmp_path / LITERT_FILE).outputs(pixels), LiteRTModel(folder / LITERT_FILE).outputs(pixels)
+    for name in ("features", "probabilities", "activation"):
+        assert getattr(got, name).shape == getattr(want, name).shape, name
+    np.testing.assert_allclose(got.probabilities.sum(axis=1), 1.0, atol=0.02)

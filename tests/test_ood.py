@@ -1,19 +1,23 @@
 """The outlier detector on synthetic features: far points are unknown, near ones pass, files round-trip.
 
-The product's detector (centroid) and the benchmark's Mahalanobis variant
-(``benchmarks/ood_methods.py``, needs scikit-learn from requirements-bench.txt) alike.
+The product's detector and the benchmark's Mahalanobis variant (``benchmarks/ood_methods.py``,
+needs scikit-learn from requirements-bench.txt) alike. ``ood.npz`` arrives with a downloaded
+model folder, so the loader is also fed hostile files.
 """
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bird_model.ood import METHOD, OutlierDetector, calibrate_threshold, fit_detector, normalise
+from bird_model import ood
+from bird_model.ood import LEGACY_METHOD, METHOD, OutlierDetector, calibrate_threshold, fit_detector, normalise
 
 DIMENSIONS = 64
 CLASSES = 3
@@ -45,11 +49,11 @@ def method(request: pytest.FixtureRequest) -> str:
 
 
 def fit(train: np.ndarray, labels: np.ndarray, validation: np.ndarray, target: float, method: str) -> OutlierDetector:
-    """The product's ``fit_detector``, or the benchmark's for the Mahalanobis variant."""
+    """The product's ``fit_detector``, or the benchmark's scorer for the Mahalanobis variant."""
     if method == METHOD:
         return fit_detector(train, labels, validation, target)
     ood_methods = pytest.importorskip("benchmarks.ood_methods", reason="scikit-learn (requirements-bench.txt)")
-    return ood_methods.fit_detector(train, labels, validation, target, method)
+    return ood_methods.fit_scorer(train, labels, validation, target, method)
 
 
 def fitted(method: str, clusters: Clusters, validation_count: int = 40) -> OutlierDetector:
@@ -101,30 +105,107 @@ def test_threshold_uses_the_conformal_rank() -> None:
         calibrate_threshold(scores, 1.0)
 
 
-def test_save_and_load_give_identical_scores(method: str, tmp_path: Path) -> None:
+def test_save_and_load_give_identical_scores(tmp_path: Path) -> None:
     clusters = Clusters()
-    detector = fitted(method, clusters)
+    detector = fitted(METHOD, clusters)
     detector.save(tmp_path / "ood.npz")
     loaded = OutlierDetector.load(tmp_path / "ood.npz")
     points = np.vstack([clusters.sample(20)[0], clusters.foreign(20)])
-    assert loaded.method == method
+    assert loaded.method == METHOD
     assert loaded.threshold == detector.threshold
     np.testing.assert_array_equal(loaded.score(points), detector.score(points))
 
 
-def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
+def legacy_file(path: Path, means: np.ndarray, threshold: float) -> None:
+    """``ood.npz`` as folders published before the current score hold it."""
+    np.savez(path, method=np.asarray(LEGACY_METHOD), class_means=means, components=np.zeros((means.shape[1], 0)),
+             component_weights=np.zeros(0), isotropic_variance=np.asarray(1.0), shrinkage=np.asarray(1.0),
+             threshold=np.asarray(threshold))
+
+
+def test_a_folder_from_before_the_current_score_is_scored_as_it_was(tmp_path: Path) -> None:
     clusters = Clusters()
     train, labels = clusters.sample(150)
-    detector = fit(train, labels, clusters.sample(40)[0], 0.97, "mahalanobis")
-    residuals = normalise(train) - detector.class_means[labels]
+    normalised = normalise(train)
+    means = np.stack([normalised[labels == k].mean(axis=0) for k in range(CLASSES)])
+    legacy_file(tmp_path / "ood.npz", means, threshold=0.05)
+    loaded = OutlierDetector.load(tmp_path / "ood.npz")
+    points = np.vstack([clusters.sample(20)[0], clusters.foreign(20)])
+    distances = ((normalise(points)[:, np.newaxis] - means[np.newaxis]) ** 2).sum(axis=-1).min(axis=1)
+    assert loaded.method == LEGACY_METHOD
+    np.testing.assert_allclose(loaded.score(points), distances, rtol=1e-12)
+    np.testing.assert_array_equal(loaded.is_unknown(points), distances > 0.05)
+
+
+def stored(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def detector_arrays() -> dict[str, np.ndarray]:
+    clusters = Clusters()
+    train, labels = clusters.sample(60)
+    detector = fit_detector(train, labels, clusters.sample(20)[0], 0.98)
+    return {name: np.asarray(getattr(detector, name)) for name in detector.__dataclass_fields__}
+
+
+def test_a_pickled_array_is_refused_without_unpickling(tmp_path: Path) -> None:
+    arrays = {**detector_arrays(), "class_means": np.array([object()], dtype=object)}
+    path = tmp_path / "ood.npz"
+    np.savez(path, allow_pickle=True, **arrays)
+    with pytest.raises(ValueError, match="Python objects"):
+        OutlierDetector.load(path)
+
+
+def test_an_array_header_claiming_more_than_the_file_holds_is_refused_before_loading(tmp_path: Path) -> None:
+    """A 200-byte member that says it is a (10^6, 10^6) float64 array: never allocated."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    path = tmp_path / "ood.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in detector_arrays().items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array)
+            archive.writestr(f"{name}.npy", header.getvalue() if name == "neighbours" else buffer.getvalue())
+    with pytest.raises(ValueError, match="declares more data"):
+        OutlierDetector.load(path)
+
+
+def test_arrays_that_do_not_fit_together_are_refused(tmp_path: Path) -> None:
+    arrays = detector_arrays()
+    for name, bad in (("class_spreads", np.ones(CLASSES + 1)), ("scales", np.array([1.0, 0.0])),
+                      ("centre", np.full(DIMENSIONS, np.nan)), ("method", np.asarray("anything"))):
+        with pytest.raises(ValueError):
+            OutlierDetector.load(stored(tmp_path / f"{name}.npz", {**arrays, name: bad}))
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="not a readable"):
+        OutlierDetector.load(tmp_path / "text.npz")
+
+
+def test_the_neighbours_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ood, "MAX_NEIGHBOURS", 50)
+    clusters = Clusters()
+    train, labels = clusters.sample(300)
+    detector = fit_detector(train, labels, clusters.sample(40)[0], 0.98)
+    assert detector.neighbours.shape == (50, DIMENSIONS) and detector.neighbours.dtype == np.float16
+
+
+def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
+    ood_methods = pytest.importorskip("benchmarks.ood_methods", reason="scikit-learn (requirements-bench.txt)")
+    clusters = Clusters()
+    train, labels = clusters.sample(150)
+    normalised = normalise(train)
+    means = np.stack([normalised[labels == k].mean(axis=0) for k in range(CLASSES)])
+    score = ood_methods.mahalanobis(normalised - means[labels], means)
+    residuals = normalised - means[labels]
     mu = (residuals**2).sum() / residuals.size
-    shrinkage = detector.shrinkage
+    shrinkage = score.shrinkage
     covariance = (1 - shrinkage) * residuals.T @ residuals / len(residuals) + shrinkage * mu * np.eye(DIMENSIONS)
     points = clusters.foreign(10)
-    differences = normalise(points)[:, np.newaxis] - detector.class_means[np.newaxis]
+    differences = normalise(points)[:, np.newaxis] - means[np.newaxis]
     expected = np.einsum("nkp,pq,nkq->nk", differences, np.linalg.inv(covariance), differences).min(axis=1)
     assert 0.0 < shrinkage < 1.0
-    np.testing.assert_allclose(detector.score(points), expected, rtol=1e-9)
+    np.testing.assert_allclose(score(points), expected, rtol=1e-9)
 
 
 def test_a_class_without_training_features_is_refused() -> None:
