@@ -40,6 +40,8 @@ from bird_model.artifacts import FLOAT_LITERT_FILE, LITERT_FILE, OOD_FILE, Model
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.inference import Classifier
 from bird_model.litert import export_quantized
+from bird_model.ood import calibrate_threshold
+from bird_model.settings import RunSettings
 
 TopK = Callable[[Path], list[str]]
 
@@ -118,6 +120,16 @@ def variant_accuracy(classifier: Classifier, folder: ModelFolder, photos: Path) 
     return float(np.mean(np.array(predicted) == labels))
 
 
+def unknown_counts(classifier: Classifier, folder: ModelFolder, photos: Path, groups: dict[str, list[Path]]) -> dict[str, int]:
+    """Photos of each group called unknown, the threshold calibrated on this conversion's validation scores."""
+    from benchmarks.ood import split_photos
+
+    validation = split_photos(folder, photos)[2]
+    scores = [classifier.classify(photo).outlier_score for photo in validation]
+    threshold = calibrate_threshold(np.array(scores), RunSettings.unknown_pass_rate)
+    return {group: sum(classifier.classify(p).outlier_score > threshold for p in paths) for group, paths in groups.items()}
+
+
 def time_alternately(ways: dict[str, TopK], photos: list[Path], calls: int, warmup: int) -> dict[str, np.ndarray]:
     """Milliseconds per call for each way, the ways taking turns on the same photo."""
     for index in range(warmup):
@@ -159,8 +171,7 @@ def compare_variants(folder: ModelFolder, args: argparse.Namespace, photos: list
         accuracy = {name: variant_accuracy(classifier, folder, args.photos) for name, classifier in classifiers.items()}
         outliers = {"foreign birds": sorted(p for p in args.foreign.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS),
                     "packaged non-birds": [path for _, path, _ in packaged_images()]}
-        unknown = {name: {group: sum(classifier.classify(p).unknown for p in paths) for group, paths in outliers.items()}
-                   for name, classifier in classifiers.items()}
+        unknown = {name: unknown_counts(classifier, folder, args.photos, outliers) for name, classifier in classifiers.items()}
         ways = {name: (lambda c: lambda photo: list(c.classify(photo).scores)[: args.top_k])(classifier)
                 for name, classifier in classifiers.items()}
         timings = time_alternately(ways, photos, args.calls, args.warmup)
@@ -176,7 +187,8 @@ def compare_variants(folder: ModelFolder, args: argparse.Namespace, photos: list
         p50, p95 = np.percentile(values, [50, 95])
         print(f"| {name} | {sizes[name] / 1e6:.2f} MB | {accuracy[name]:.2%} | {p50:.1f} | {p95:.1f} | "
               + " | ".join(str(unknown[name][group]) for group in outliers) + " |")
-    print(f"\nUnknown verdicts use the folder's {OOD_FILE} (threshold calibrated on the served conversion).")
+    print(f"\nUnknown verdicts: the folder's {OOD_FILE}, its threshold recalibrated on each conversion's own "
+          f"validation scores (pass rate {RunSettings.unknown_pass_rate:.0%}), as export does for the served one.")
 
 
 def main() -> None:

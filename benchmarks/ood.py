@@ -226,6 +226,18 @@ def softmax_foreign(inside: Photos, foreign: Photos, target: float) -> dict:
             "unknown_foreign": (int(np.sum(scores > threshold)), len(scores))}
 
 
+def evaluate_softmax(inside: Photos, outside: Photos, target: float) -> dict:
+    """The baseline: one minus the top probability, thresholded the same way."""
+    inside_scores = 1 - inside.probabilities.max(axis=1)
+    return rates(
+        inside_scores,
+        1 - outside.probabilities.max(axis=1),
+        calibrate_threshold(inside_scores, target),
+        outside,
+        target,
+    )
+
+
 def rates(inside: np.ndarray, outside: np.ndarray, threshold: float, photos: Photos, target: float) -> dict:
     packaged = np.array([group.startswith("scikit") for group in photos.groups])
     return {

@@ -22,7 +22,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``card``: the model card
 - ``release``: the release policy (parent, comparison, candidate branch) and publishing
 - ``hub``: every call to the Hugging Face Hub and the translation of its errors
-- ``litert``: converting to and running ``model.tflite``
+- ``litert``: converting to and running ``model.tflite`` (float32 or 8-bit)
+- ``quantization``: choosing by measurement which conversion is served as ``model.tflite``
 - ``ood``: telling photos unlike the training data ("not one of my birds") from known classes
 - ``inference``: the serving-time classifier
 - ``batch``: classifying photo files on disk outside the page (what ``evaluate`` and ``predict`` share)

@@ -62,7 +62,7 @@ class ServingVariant:
     """Reference outliers (flat colours, noise) called unknown, of :attr:`outliers`."""
     outliers: int
     qualifies: bool
-    """Whether it passed the rule: accuracy within 0.5 points of float32, the same outlier verdicts."""
+    """Whether it passed the rule: accuracy within 0.5 points of float32, every outlier float32 calls unknown so called."""
     served: bool
 
 

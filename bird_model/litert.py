@@ -2,9 +2,10 @@
 
 ``model.predict`` spends most of a request in Keras and TensorFlow overhead, and importing
 TensorFlow alone takes seconds, which a web demo pays at every cold start. The LiteRT
-interpreter runs the same float32 graph through XNNPACK in a few milliseconds and loads
-without TensorFlow. ``model.keras`` stays the source of truth: the ``.tflite`` file is
-derived from it at the end of training and checked against it before training finishes.
+interpreter runs the same graph through XNNPACK in a few milliseconds and loads without
+TensorFlow. ``model.keras`` stays the source of truth: the float32 ``.tflite`` file is derived
+from it at the end of training and checked against it before training finishes; the 8-bit
+ones (:func:`export_quantized`) are measured instead (:mod:`bird_model.quantization`).
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def serving_copy(model: keras.Model) -> keras.Model:
     """The same network and weights in float32, without optimizer state: what is saved and served.
 
     Rebuilt rather than cloned: a model trained under mixed precision (``bird_model.devices``)
-    carries float16 layer policies in its config, and the saved ``model.keras`` and
-    ``model.tflite`` must be the same float32 format whatever trained them. Its variables were
+    carries float16 layer policies in its config, and the saved ``model.keras`` and its
+    conversions must start from the same float32 model whatever trained them. Its variables were
     float32 all along, so the weights copy exactly. Leaving out the optimizer also spares
     every download of the Space Adam's slots (about 10 MB).
     """

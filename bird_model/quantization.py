@@ -5,10 +5,10 @@ and may run faster, but its rounding may change answers. So every run converts a
 (:data:`VARIANTS`), runs each over the validation photos and a few reference outliers, and
 applies one written rule (:func:`choose`):
 
-- an 8-bit variant qualifies when its validation accuracy is within :data:`MAX_ACCURACY_DROP`
-  of the float32 model's, and its unknown verdicts on the reference outliers are the float32
-  model's (each variant's threshold calibrated on its own validation features, as the served
-  one's is);
+- an 8-bit variant qualifies when its validation accuracy is at most :data:`MAX_ACCURACY_DROP`
+  below the float32 model's, and it calls unknown every reference outlier the float32 model
+  calls unknown (each variant's threshold calibrated on its own validation features, as the
+  served one's is): like accuracy, a verdict may get better, never worse;
 - the fastest qualifying 8-bit variant (median forward pass, variants timed in turns on the
   same photo) is served; the float32 model only when none qualifies.
 
@@ -142,7 +142,7 @@ def choose(
         run.name for run in runs
         if run.name != FLOAT
         and _accuracy(run, labels) >= float_accuracy - MAX_ACCURACY_DROP - 1e-12
-        and np.array_equal(_outlier_verdicts(run, detector, target_pass_rate), float_verdicts)
+        and np.all(_outlier_verdicts(run, detector, target_pass_rate)[float_verdicts])
     }
     served = min(qualifying, key=lambda name: _p50(by_name[name])) if qualifying else FLOAT
     return [

@@ -132,7 +132,7 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     """The model folder is not downloadable (a private model behind a public demo would leak its
     weights), nor is the prediction log; the page names the model, never a local path."""
     served = app.url + "gradio_api/file="
-    for name in ("model.keras", "model.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
+    for name in ("model.keras", "model.tflite", "model-float32.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
                  "examples/../config.json"):
         for path in (f"{trained}/{name}", f"{trained.resolve()}/{name}"):
             assert status_of(served + path) == 403, path

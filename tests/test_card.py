@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import re
 
@@ -13,11 +14,12 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from bird_model.card import IMAGENET_BASE_MODEL, render_model_card
-from bird_model.evaluation import Metrics, classification_metrics
+from bird_model.evaluation import Metrics, OutlierMetrics, ServingVariant, classification_metrics
 from bird_model.images import load_rgb
+from bird_model.ood import METHOD
 
 
-def card_for(classes: int, base_weights: str = "imagenet", sources: list[dict] | None = None) -> ModelCard:
+def card_for(classes: int, base_weights: str = "imagenet", sources: list[dict] | None = None, **measured: object) -> ModelCard:
     """A card rendered (and parsed back, as the Hub does) for a synthetic run of ``classes`` classes."""
     names = [f"Species number {index:03d}" for index in range(classes)]
     rng = np.random.default_rng(0)
@@ -35,7 +37,7 @@ def card_for(classes: int, base_weights: str = "imagenet", sources: list[dict] |
             "split_counts": {"train": dict.fromkeys(names, 9), "validation": dict.fromkeys(names, 3)},
         },
     }
-    text = str(render_model_card(config, Metrics(validation=split, training=split)))
+    text = str(render_model_card(config, Metrics(validation=split, training=split, **measured)))
     return ModelCard(text)
 
 
@@ -105,3 +107,21 @@ def test_the_card_snippet_decodes_exactly_like_training(orientation: int) -> Non
         expected = load_rgb(photo, 224)
         photo.seek(0)
         assert np.array_equal(load_photo(photo), expected)
+
+
+def test_the_card_says_which_conversion_is_served_and_how_each_measured() -> None:
+    variants = [
+        ServingVariant("float32", 8_930_000, 0.975, 9.5, 20, 20, qualifies=True, served=False),
+        ServingVariant("dynamic-range", 2_550_000, 0.975, 27.1, 20, 20, qualifies=True, served=False),
+        ServingVariant("full-integer", 2_760_000, 0.95, 4.7, 19, 20, qualifies=False, served=False),
+    ]
+    variants[1] = dataclasses.replace(variants[1], served=True)
+    text = card_for(4, serving_variants=variants, outliers=OutlierMetrics(METHOD, 1.5, 0.975)).text
+    words = " ".join(text.split())
+    assert "the dynamic-range one" in words
+    rows = {row.split("|")[1].strip(): row for row in re.findall(r"^\| [a-z0-9-]+ \| [0-9.]+ MB .*$", text, re.MULTILINE)}
+    assert list(rows) == ["float32", "dynamic-range", "full-integer"]
+    assert "2.55 MB" in rows["dynamic-range"] and "27.1 ms" in rows["dynamic-range"] and rows["dynamic-range"].endswith("served |")
+    assert "95.00%" in rows["full-integer"] and rows["full-integer"].endswith("refused |")
+    assert "2.5% of the validation photos are called unknown" in words and "20 of 20 reference outliers" in words
+    assert "Served model" not in card_for(4).text

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bird_model.evaluation import Metrics, OutlierMetrics, ParentComparison, classification_metrics, save_confusion_matrix
+from bird_model.evaluation import (
+    Metrics, OutlierMetrics, ParentComparison, ServingVariant, classification_metrics, save_confusion_matrix,
+)
 
 CLASSES = ["amazon green parrot", "gray parrot", "macaw"]
 
@@ -17,10 +19,15 @@ def test_metrics_keep_the_keys_of_metrics_json() -> None:
     labels = np.array([0, 0, 1, 1, 2, 2])
     probabilities = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3
     split = classification_metrics(labels, probabilities, CLASSES)
-    metrics = Metrics(split, split, OutlierMetrics("centroid", 0.5, 0.97), ParentComparison("abc", 2, 3, 1.0, 0.5))
+    variants = [ServingVariant("float32", 9_000_000, 0.5, 9.0, 20, 20, True, False),
+                ServingVariant("full-integer", 2_700_000, 0.5, 5.0, 20, 20, True, True)]
+    metrics = Metrics(split, split, OutlierMetrics("centroid", 0.5, 0.97), ParentComparison("abc", 2, 3, 1.0, 0.5), variants)
     document = json.loads(json.dumps(metrics.to_json()))
 
-    assert list(document) == ["validation", "training", "outliers", "parent_comparison"]
+    assert list(document) == ["validation", "training", "outliers", "parent_comparison", "serving_variants"]
+    assert list(document["serving_variants"][1]) == [
+        "name", "size_bytes", "accuracy", "p50_ms", "outliers_unknown", "outliers", "qualifies", "served",
+    ]
     assert list(document["validation"]) == [
         "accuracy", "macro_f1", "count", "correct", "per_class", "confusion_matrix",
         "mean_confidence_correct", "mean_confidence_wrong",
