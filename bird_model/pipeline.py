@@ -45,7 +45,12 @@ def run_training(
     artifacts.check_output_free(settings.output, settings.overwrite)
     weights = resolve_base_weights(settings.base_weights)
 
-    dataset = load_dataset([source.path for source in sources], settings.image_size, settings.cache_dir)
+    dataset = load_dataset(
+        [source.path for source in sources],
+        settings.image_size,
+        settings.cache_dir,
+        links_within=tuple(source.links_within for source in sources if source.links_within),
+    )
     print_dataset_report(dataset)
     pinned = parent.validation_hashes if parent else frozenset()
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
