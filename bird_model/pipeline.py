@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bird_model import artifacts
+from bird_model import artifacts, dataset_files
 from bird_model.card import default_model_name, render_model_card
 from bird_model.checkpoints import check_resumable, open_checkpoint
 from bird_model.console import step
@@ -198,12 +198,12 @@ def write_folder_documents(
     artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
     artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
-    artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
-    artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
+    artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, dataset_files.dataset_report(dataset))
+    artifacts.write_json(folder / artifacts.SPLIT_FILE, dataset_files.split_listing(dataset, split))
     save_confusion_matrix(metrics.validation.confusion_matrix, dataset.classes, folder / artifacts.CONFUSION_FILE)
     save_training_curves(histories, folder / artifacts.CURVES_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
-    artifacts.save_examples(folder, dataset, split)
+    dataset_files.save_examples(folder, dataset, split)
 
 
 CLASSES_LISTED_UP_TO = 20
