@@ -18,7 +18,8 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix
 - ``curves``: the training curves picture (``training_curves.png``, from ``history.json``)
 - ``pipeline``: one training run, from resolved sources to a model folder
-- ``artifacts``: the model folder (write, read, validate; the label map)
+- ``artifacts``: the model folder (write, read, validate; the label map); serving reads it
+- ``dataset_files``: what a model folder records of its photos (dataset report, split listing, examples)
 - ``card``: the model card
 - ``release``: the release policy (parent, comparison, candidate branch) and publishing
 - ``hub``: every call to the Hugging Face Hub and the translation of its errors
