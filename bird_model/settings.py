@@ -76,6 +76,8 @@ class RunSettings:
     """The card's title and ``model_name``; None derives it from the first data source
     (``parrots`` -> ``parrots-classifier``: :func:`bird_model.card.default_model_name`)."""
     license: str = DEFAULT_LICENSE
+    class_names_file: Path | None = None
+    """A CSV of display names per language (:mod:`bird_model.class_names`); None shows folder names."""
     training: TrainingOptions = field(default_factory=TrainingOptions)
 
 
