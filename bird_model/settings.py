@@ -140,14 +140,21 @@ class FeedbackSettings:
         per_hour = environ.get("BIRD_FEEDBACK_PER_HOUR") or str(cls.per_hour)
         if not per_hour.strip().isdigit() or int(per_hour) < 1:
             raise ValueError(f"BIRD_FEEDBACK_PER_HOUR={per_hour!r} must be a whole number of reports, 1 or more.")
-        max_mb = environ.get("BIRD_FEEDBACK_MAX_MB") or str(cls.max_mb)
-        try:
-            megabytes = float(max_mb)
-        except ValueError:
-            megabytes = math.nan
-        if not 0 < megabytes < math.inf:
-            raise ValueError(f"BIRD_FEEDBACK_MAX_MB={max_mb!r} must be a positive number of megabytes.")
-        return cls(per_hour=int(per_hour), max_mb=megabytes)
+        return cls(per_hour=int(per_hour), max_mb=positive_number(environ, "BIRD_FEEDBACK_MAX_MB", cls.max_mb,
+                                                                  "megabytes"))
+
+
+def positive_number(environ: Mapping[str, str], variable: str, default: float, unit: str) -> float:
+    """A finite number above zero from ``environ[variable]`` (empty counts as unset); raises
+    ``ValueError`` with one line naming the variable, so a typo stops the start, not a later write."""
+    text = environ.get(variable) or str(default)
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ValueError(f"{variable}={text!r} must be a positive number of {unit}.")
+    return number
 
     @property
     def max_bytes(self) -> int:
