@@ -17,7 +17,9 @@ FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
-README_SECTIONS = ("Quick start", "Train", "Serve and API", "Publish and go live", "Test", "Settings", "Troubleshooting")
+README_SECTIONS = (
+    "Quick start", "Train", "Serve and API", "Publish and go live", "Test", "Settings", "Troubleshooting",
+)
 
 
 def prose(path: Path) -> str:

@@ -124,7 +124,8 @@ def test_architecture_is_the_one_module_map() -> None:
     import bird_model
 
     architecture = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    modules = architecture[architecture.index("## Modules") : architecture.index("\n## ", architecture.index("## Modules") + 1)]
+    start = architecture.index("## Modules")
+    modules = architecture[start : architecture.index("\n## ", start + 1)]
     package = ROOT / "bird_model"
     for module in package.rglob("*.py"):
         if module.name == "__init__.py" and module.parent != package:
