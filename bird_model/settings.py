@@ -1,6 +1,6 @@
 """Every default of training and serving, in one place; light to import, so options are checked before TensorFlow loads.
 
-``train.py`` and ``app.py`` take their option defaults from these dataclasses, and README.md's
+``train.py`` and ``app.py`` take their option defaults from these dataclasses, and docs/settings.md's
 option tables show the same values (``tests/test_settings.py`` compares them).
 """
 

@@ -210,7 +210,7 @@ class PredictionLog:
 
 @dataclass(frozen=True)
 class LogSettings:
-    """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see README.md."""
+    """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see docs/settings.md."""
 
     folder: Path = ServedModel.log_dir
     keep_images: bool = False
