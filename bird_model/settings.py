@@ -143,6 +143,10 @@ class FeedbackSettings:
         return cls(per_hour=int(per_hour), max_mb=positive_number(environ, "BIRD_FEEDBACK_MAX_MB", cls.max_mb,
                                                                   "megabytes"))
 
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * (1 << 20))
+
 
 def positive_number(environ: Mapping[str, str], variable: str, default: float, unit: str) -> float:
     """A finite number above zero from ``environ[variable]`` (empty counts as unset); raises
@@ -156,6 +160,3 @@ def positive_number(environ: Mapping[str, str], variable: str, default: float, u
         raise ValueError(f"{variable}={text!r} must be a positive number of {unit}.")
     return number
 
-    @property
-    def max_bytes(self) -> int:
-        return int(self.max_mb * (1 << 20))
