@@ -376,7 +376,7 @@ def print_markdown(results: dict[str, dict], held_out: dict[str, tuple[float, fl
                    folder: artifacts.ModelFolder) -> None:
     inside, packaged, synthetic = baseline["counts"]
     foreign = baseline["unknown_foreign"][1]
-    print("Markdown for the README:\n")
+    print("Markdown for benchmarks/README.md:\n")
     print(
         f"| Score | AUROC packaged ({packaged}) | Validation unknown ({inside}) | Unknown, left out | "
         f"Unknown packaged | Unknown noise + flat ({synthetic}) | Gap packaged | Held-out class: AUROC, unknown, gap | "

@@ -18,11 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
-
-from bird_model.data import Dataset, Split
 from bird_model.evaluation import Metrics
-from bird_model.images import to_rgb
 from bird_model.settings import LATEST_LINK, RUNS_DIR
 
 FORMAT_VERSION = 1
@@ -47,8 +43,18 @@ EXAMPLES_DIR = "examples"
 
 REQUIRED_FILES = (LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
 """Besides a model: ``model.keras`` (the source of truth) or its serving conversion ``model.tflite``."""
-SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
-                    f"{EXAMPLES_DIR}/*"]
+
+MAX_DISPLAY_NAME = 100
+"""Longest display name a ``labels.LANG.json`` may hold: it is shown on the page as it is."""
+
+
+def display_names_file(language: str) -> str:
+    """``labels.LANG.json``: the classes' names in one language, a list in the order of ``labels.json``."""
+    return f"labels.{language}.json"
+
+
+SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, display_names_file("*"), CONFIG_FILE, METRICS_FILE, OOD_FILE,
+                    BASELINE_FILE, f"{EXAMPLES_DIR}/*"]
 """What the app needs from a published folder; downloads are restricted to these. ``model.keras``
 is fetched only for a folder without ``model.tflite``, halving what a Space downloads."""
 
@@ -79,9 +85,9 @@ class ModelFolder:
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
     def example_class(self, photo: Path) -> str:
-        """The class an example photo shows (:func:`save_examples` names each after its class),
+        """The class an example photo shows (:func:`bird_model.dataset_files.save_examples` names each after its class),
         or its file name for one it did not write."""
-        return {_file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
+        return {file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
 
 
 def new_run_folder(runs: Path = RUNS_DIR) -> Path:
@@ -192,55 +198,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def dataset_report(dataset: Dataset) -> dict[str, Any]:
-    """What was used, what was skipped and why, and which photos were grouped as near-identical.
-
-    Files are named by source (the index into config.json's ``dataset.sources``) and path
-    inside it, never by absolute path: the folder is published.
-    """
-    return {
-        "usable": len(dataset.samples),
-        "counts": dataset.counts(),
-        "skipped": [{**_located(dataset, r.path), "reason": r.reason} for r in dataset.rejections],
-        "near_duplicate_groups": [
-            [_located(dataset, s.path) for s in group] for group in dataset.near_duplicate_groups()
-        ],
-    }
-
-
-def split_listing(dataset: Dataset, split: Split) -> dict[str, list[dict[str, Any]]]:
-    """Each split's files with content hashes, so a split can be audited or reproduced."""
-    def rows(indices: list[int]) -> list[dict[str, Any]]:
-        return [
-            {**_located(dataset, dataset.samples[i].path), "label": dataset.samples[i].label,
-             "sha256": dataset.samples[i].sha256}
-            for i in indices
-        ]
-
-    return {"train": rows(split.train), "validation": rows(split.validation)}
-
-
-def _located(dataset: Dataset, path: Path) -> dict[str, Any]:
-    source, relative = dataset.locate(path)
-    return {"source": source, "path": relative}
-
-
-def save_examples(folder: Path, dataset: Dataset, split: Split, max_side: int = 320) -> None:
-    """One validation photo per class, scaled down, for the demo's example gallery."""
-    examples = folder / EXAMPLES_DIR
-    examples.mkdir(exist_ok=True)
-    for label in dataset.classes:
-        index = next(
-            (i for i in split.validation + split.train if dataset.samples[i].label == label), None
-        )
-        if index is None:
-            continue
-        with Image.open(dataset.samples[index].path) as image:
-            photo = to_rgb(ImageOps.exif_transpose(image))
-            photo.thumbnail((max_side, max_side))
-            photo.save(examples / f"{_file_stem(label)}.jpg", quality=88)
-
-
-def _file_stem(label: str) -> str:
+def file_stem(label: str) -> str:
     """A portable file name for a class (class names can hold any character)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label).strip("_") or "class"

@@ -113,19 +113,24 @@ class Split:
 
 
 def load_dataset(
-    folders: list[Path], image_size: int, cache_dir: Path | None = None, show_progress: bool = True
+    folders: list[Path],
+    image_size: int,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+    links_within: tuple[Path, ...] = (),
 ) -> Dataset:
     """Scan every class folder of every root, check every file in parallel, and check the result.
 
     Each usable photo is decoded into the photo cache under ``cache_dir`` (default:
     :func:`bird_model.settings.default_cache_dir`) unless a whole entry is there already; the
     dataset holds no pixels, training reads them from the cache. Several roots merge by class
-    name, which is how new photos are added for retraining. Raises :class:`DatasetError` for a
+    name, which is how new photos are added for retraining. ``links_within`` names folders that
+    links may point into besides the roots (:func:`list_candidates`). Raises :class:`DatasetError` for a
     dataset that cannot make a classifier.
     """
     started = time.monotonic()
     cache = PhotoCache(cache_dir or default_cache_dir(), image_size)
-    candidates, rejections = list_candidates(folders)
+    candidates, rejections = list_candidates(folders, links_within)
     _check_writable(cache.root)
     checked = _check_in_parallel([path for path, _ in candidates], cache, show_progress)
     samples: list[Sample] = []
@@ -280,7 +285,9 @@ def shuffled_groups_by_class(dataset: Dataset, seed: int) -> dict[str, list[list
 OUTSIDE = "a link to outside the dataset folder; not read"
 
 
-def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[Rejection]]:
+def list_candidates(
+    folders: list[Path], links_within: tuple[Path, ...] = ()
+) -> tuple[list[tuple[Path, str]], list[Rejection]]:
     """Every non-hidden file inside a class folder (at any depth) with its class, or why it is not a candidate.
 
     Training's dataset check and ``bird_model.evaluate`` read labelled folders through this one scan.
@@ -288,7 +295,9 @@ def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[R
     link (a photo or a class folder) whose target leaves the dataset folder is listed with
     :data:`OUTSIDE` and never opened: ``/etc/passwd`` or someone's private photos must neither
     be read nor trained on and published as an example. Links within the folder are followed
-    (the scan does not descend into linked sub-folders of a class). Raises :class:`DatasetError`
+    (the scan does not descend into linked sub-folders of a class), and so are links into
+    ``links_within``, folders the caller vouches for (a Hub snapshot's files are links into the
+    huggingface_hub cache's ``blobs/``, which that library wrote). Raises :class:`DatasetError`
     for a class folder whose name is not fit to be a class name (:func:`_check_class_name`).
     """
     candidates: list[tuple[Path, str]] = []
@@ -296,7 +305,7 @@ def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[R
     for root in folders:
         if not root.is_dir():
             raise DatasetError(f"Dataset folder not found: {root}")
-        inside = root.resolve()
+        inside = (root.resolve(), *(folder.resolve() for folder in links_within))
         for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if _leaves(class_dir, inside):
                 rejections.append(Rejection(class_dir, OUTSIDE))
@@ -320,13 +329,13 @@ def list_candidates(folders: list[Path]) -> tuple[list[tuple[Path, str]], list[R
     return candidates, rejections
 
 
-def _leaves(path: Path, inside: Path) -> bool:
-    """Whether ``path`` is a symbolic link whose target (followed to the end) is not under ``inside``.
+def _leaves(path: Path, inside: tuple[Path, ...]) -> bool:
+    """Whether ``path`` is a symbolic link whose target (followed to the end) is under none of ``inside``.
 
     Only links need resolving: the scan never descends into a linked folder, so a path that is
     not a link itself lies under its root.
     """
-    return path.is_symlink() and not path.resolve().is_relative_to(inside)
+    return path.is_symlink() and not any(path.resolve().is_relative_to(folder) for folder in inside)
 
 
 def _check_class_name(class_dir: Path) -> None:
@@ -403,7 +412,7 @@ _PAIRS_PER_UNION = 1 << 20
 def _near_pairs(hashes: np.ndarray, max_bits: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Index pairs ``i < j`` whose hashes differ in at most ``max_bits`` bits, one tile at a time.
 
-    Every pair of the class is compared with ``np.bitwise_count`` (README.md, "Near-duplicate
+    Every pair of the class is compared with ``np.bitwise_count`` (benchmarks/README.md, "Near-duplicate
     grouping", has the time for 90,000 photos), so the time is predictable from the count;
     multi-index hashing would compare fewer pairs but slows down
     when many hashes share a chunk value, as photos of one class with a similar layout do.

@@ -75,6 +75,9 @@ class ResolvedSource:
     spec: str
     path: Path
     provenance: dict[str, str]
+    links_within: Path | None = None
+    """A folder the source's own symbolic links may point into besides ``path``: a Hub snapshot's
+    files are links into its repo's ``blobs/`` folder of the huggingface_hub cache."""
 
     def record(self) -> dict[str, str]:
         """What model metadata says of this source: a local folder by name, as typed paths can be absolute."""
@@ -323,7 +326,8 @@ def _resolve_hf(spec: str) -> ResolvedSource:
         "commit": download.name,
         "subfolder": _relative(class_root, download),
     }
-    return ResolvedSource(spec, class_root, provenance)
+    # <cache>/datasets--OWNER--NAME/snapshots/<sha>: the snapshot's files link to that repo's blobs/.
+    return ResolvedSource(spec, class_root, provenance, links_within=download.parent.parent)
 
 
 def _parse_hf(spec: str) -> _HubTarget:

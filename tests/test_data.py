@@ -298,7 +298,7 @@ def test_a_run_with_many_classes_prints_their_counts_as_a_range(tmp_path: Path, 
 def test_links_out_of_the_dataset_are_listed_and_never_read(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A shared or downloaded dataset must not make training read /etc/passwd, or train on and
     publish someone's photos from elsewhere on the disk."""
-    from bird_model.artifacts import dataset_report
+    from bird_model.dataset_files import dataset_report
     from bird_model.pipeline import print_dataset_report
 
     root = make_dataset(tmp_path / "d", COLOURS, per_class=3)

@@ -558,4 +558,4 @@ def test_monitoring_tab_shows_the_report_and_adds_no_endpoint(simulation: Simula
     assert "Predictions: 400" in summary
     assert [Path(plot).name for plot in plots] == ["requests.png", "classes.png", "confidence.png", "outlier_score.png"]
     assert view() == (summary, plots), "a refresh within seconds recomputes nothing"
-    assert simulation.endpoints == ["/explain", "/feedback", "/predict"]
+    assert simulation.endpoints == ["/explain", "/feedback", "/info", "/predict", "/predict_batch"], "the API as documented"
