@@ -1,13 +1,13 @@
 """Outlier scores compared with the product's in ``benchmarks/ood.py``; only the product's ships.
 
-- ``centred-class-and-neighbour``: the product's (:mod:`bird_model.ood`);
+- ``class-and-neighbour``: the product's (:mod:`bird_model.ood`);
 - ``centroid``: the product's score before it, distance to the nearest class mean of the
-  L2-normalised (uncentred) features;
+  L2-normalised features;
 - ``mahalanobis``: the same with the pooled within-class covariance, shrunk towards isotropic
   with scikit-learn's Ledoit-Wolf estimate, because 1280-d features from a few hundred photos
   give a singular sample covariance. It is kept as a few hundred principal directions
   instead of a 1280x1280 precision matrix;
-- ``knn``: cosine distance to the nearest training photo, features centred on the training mean;
+- ``knn``: cosine distance to the nearest training photo;
 - ``energy``: minus the log-sum-exp of the head's logits (needs the head's weights).
 
 Every score is calibrated the product's way (:func:`bird_model.ood.calibrate_threshold` on the
@@ -85,11 +85,9 @@ def _fit_score(method: str, features: np.ndarray, labels: np.ndarray, head: Head
             raise ValueError("the energy score needs the head's weights")
         kernel, bias = head
         return lambda x: -np.logaddexp.reduce(np.atleast_2d(x).astype(np.float64) @ kernel + bias, axis=1)
-    if method == "knn":
-        centre = features.mean(axis=0)
-        bank = normalise(features - centre)
-        return lambda x: 1.0 - (normalise(np.atleast_2d(x) - centre) @ bank.T).max(axis=1)
     normalised = normalise(features)
+    if method == "knn":
+        return lambda x: 1.0 - (normalise(np.atleast_2d(x)) @ normalised.T).max(axis=1)
     means = np.stack([normalised[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
     if method == "centroid":
         return lambda x: ((normalise(np.atleast_2d(x))[:, np.newaxis] - means[np.newaxis]) ** 2).sum(axis=-1).min(axis=1)

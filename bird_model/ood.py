@@ -4,10 +4,9 @@ A softmax always spreads its whole probability over the known classes, so a cat 
 landscape can still come out as "macaw, 90%". Distances in the pooled MobileNetV2 feature
 space do not have that blind spot: a photo unlike every class is far from all of them.
 
-The score (``METHOD``), picked on evidence in ``benchmarks/ood.py`` (docs: "Out of
-distribution"), adds two distances measured after centring the features on the training
-mean and L2-normalising them (centring removes the direction every photo shares, which
-otherwise dominates the cosine between two bird photos):
+The score (``METHOD``), picked on evidence in ``benchmarks/ood.py`` (benchmarks/README.md,
+"Out of distribution"), adds two distances between L2-normalised features (the direction of a
+feature vector carries the content, its length mostly the contrast and size of what is in view):
 
 - the distance to the nearest class mean, in units of that class's own spread (a tight class
   is not judged with a loose class's tolerance);
@@ -15,8 +14,8 @@ otherwise dominates the cosine between two bird photos):
   follows a class's actual shape where a mean cannot.
 
 Each is standardised on the validation photos (median and standard deviation), so they add
-on one scale. Folders written before this score (``LEGACY_METHOD``: the uncentred distance to
-the nearest class mean) are still read and scored as they were.
+on one scale. Folders written before this score (``LEGACY_METHOD``: the plain distance to the
+nearest class mean) are still read and scored as they were.
 
 The threshold comes from validation photos, which the means and neighbours never saw:
 training photos sit closer to them than any new photo will.
@@ -34,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHOD = "centred-class-and-neighbour"
+METHOD = "class-and-neighbour"
 LEGACY_METHOD = "centroid"
-"""The score of folders written before :data:`METHOD`: the uncentred distance to the nearest class mean."""
+"""The score of folders written before :data:`METHOD`: the plain distance to the nearest class mean."""
 
 MAX_NEIGHBOURS = 2048
 """Training photos kept for the nearest-neighbour distance (a seeded sample beyond it): 5 MB of
@@ -58,8 +57,6 @@ class OutlierDetector:
     """Everything needed to score features at serving time, with no training data at hand."""
 
     method: str
-    centre: np.ndarray
-    """``(features,)`` subtracted before normalising; zeros for :data:`LEGACY_METHOD`."""
     class_means: np.ndarray
     """``(classes, features)`` means of the normalised training features."""
     class_spreads: np.ndarray
@@ -88,7 +85,7 @@ class OutlierDetector:
         return score
 
     def embed(self, features: np.ndarray) -> np.ndarray:
-        return normalise(np.atleast_2d(np.asarray(features, dtype=np.float64)) - self.centre)
+        return normalise(np.atleast_2d(features))
 
     def distances(self, embedded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The two raw distances (class, neighbour) of embedded features, before standardising."""
@@ -135,7 +132,6 @@ def _current(values: dict[str, np.ndarray], method: str) -> OutlierDetector:
         raise ValueError(f"the outlier detector's method {method!r} or its arrays are not what this version reads.")
     return OutlierDetector(
         method=method,
-        centre=values["centre"].astype(np.float64),
         class_means=values["class_means"].astype(np.float64),
         class_spreads=values["class_spreads"].astype(np.float64),
         neighbours=values["neighbours"].astype(np.float16),
@@ -146,13 +142,12 @@ def _current(values: dict[str, np.ndarray], method: str) -> OutlierDetector:
 
 
 def _legacy(values: dict[str, np.ndarray]) -> OutlierDetector:
-    """A folder from before :data:`METHOD`: the class means with no centring, spread or neighbours."""
+    """A folder from before :data:`METHOD`: the class means, with no spreads or neighbours."""
     means = values["class_means"].astype(np.float64)
     if means.ndim != 2 or values["components"].size:
         raise ValueError("the outlier detector (centroid) has arrays of an unexpected shape.")
     return OutlierDetector(
         method=LEGACY_METHOD,
-        centre=np.zeros(means.shape[1]),
         class_means=means,
         class_spreads=np.ones(len(means)),
         neighbours=np.zeros((0, means.shape[1]), np.float16),
@@ -187,15 +182,14 @@ def _check_shapes(detector: OutlierDetector) -> None:
     classes, dimensions = detector.class_means.shape if detector.class_means.ndim == 2 else (0, 0)
     consistent = (
         classes > 0
-        and detector.centre.shape == (dimensions,)
         and detector.class_spreads.shape == (classes,)
         and detector.neighbours.ndim == 2
         and detector.neighbours.shape[1] == dimensions
         and detector.offsets.shape == detector.scales.shape == (2,)
         and np.all(detector.class_spreads > 0)
         and np.all(detector.scales > 0)
-        and all(np.all(np.isfinite(getattr(detector, name))) for name in ("centre", "class_means", "class_spreads",
-                                                                           "neighbours", "offsets", "scales"))
+        and all(np.all(np.isfinite(getattr(detector, name)))
+                for name in ("class_means", "class_spreads", "neighbours", "offsets", "scales"))
         and not math.isnan(detector.threshold)
     )
     if not consistent:
@@ -218,8 +212,7 @@ def fit_detector(
     counts = np.bincount(labels)
     if np.any(counts == 0):
         raise ValueError("every class 0..K-1 needs at least one training photo to have a mean")
-    centre = features.mean(axis=0)
-    embedded = normalise(features - centre)
+    embedded = normalise(features)
     means = np.stack([embedded[labels == k].mean(axis=0) for k in range(len(counts))])
     own = ((embedded - means[labels]) ** 2).sum(axis=1)
     pooled = max(float(np.median(own)), 1e-12)
@@ -229,7 +222,7 @@ def fit_detector(
     ])
     kept = np.sort(np.random.default_rng(0).permutation(len(embedded))[:MAX_NEIGHBOURS])
     detector = OutlierDetector(
-        METHOD, centre, means, spreads, embedded[kept].astype(np.float16), np.zeros(2), np.ones(2), math.inf
+        METHOD, means, spreads, embedded[kept].astype(np.float16), np.zeros(2), np.ones(2), math.inf
     )
     terms = detector.distances(detector.embed(validation_features))
     offsets = np.array([float(np.median(term)) for term in terms])

@@ -174,7 +174,7 @@ def test_an_array_header_claiming_more_than_the_file_holds_is_refused_before_loa
 def test_arrays_that_do_not_fit_together_are_refused(tmp_path: Path) -> None:
     arrays = detector_arrays()
     for name, bad in (("class_spreads", np.ones(CLASSES + 1)), ("scales", np.array([1.0, 0.0])),
-                      ("centre", np.full(DIMENSIONS, np.nan)), ("method", np.asarray("anything"))):
+                      ("class_means", np.full((CLASSES, DIMENSIONS), np.nan)), ("method", np.asarray("anything"))):
         with pytest.raises(ValueError):
             OutlierDetector.load(stored(tmp_path / f"{name}.npz", {**arrays, name: bad}))
     (tmp_path / "text.npz").write_text("not a zip")
