@@ -227,8 +227,10 @@ CALIBRATION_PHOTOS = 100
 
 
 def print_variants(reports: list[ServingVariant]) -> None:
+    """The export's measurement of each conversion, and which one is served (the card keeps the same table)."""
     for report in reports:
-        verdict = "served" if report.served else ("qualifies" if report.qualifies else "refused")
+        verdict = "served" if report.served else ("the reference" if report.name == quantization.FLOAT
+                                                  else "qualifies" if report.qualifies else "refused")
         print(f"  {report.name:13s} {report.size_bytes / 1e6:5.2f} MB, validation accuracy {report.accuracy:.2%}, "
               f"p50 {report.p50_ms:.1f} ms, {report.outliers_unknown}/{report.outliers} reference outliers unknown: "
               f"{verdict}")
