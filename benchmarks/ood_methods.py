@@ -8,7 +8,9 @@
   give a singular sample covariance. It is kept as a few hundred principal directions
   instead of a 1280x1280 precision matrix;
 - ``knn``: cosine distance to the nearest training photo;
-- ``energy``: minus the log-sum-exp of the head's logits (needs the head's weights).
+- ``energy``: minus the log-sum-exp of the head's logits (needs the head's weights);
+- ``centred class-and-neighbour``: the product's, on features centred on the training mean
+  first (refitted per fit, so a held-out class never moves the centre).
 
 Every score is calibrated the product's way (:func:`bird_model.ood.calibrate_threshold` on the
 validation photos). :func:`auroc` is scikit-learn's ``roc_auc_score``: the chance that an
@@ -26,7 +28,8 @@ from sklearn.metrics import roc_auc_score
 
 from bird_model.ood import METHOD, calibrate_threshold, fit_detector, normalise
 
-METHODS = ("centroid", "mahalanobis", "knn", "energy", METHOD)
+CENTRED = f"centred {METHOD}"
+METHODS = ("centroid", "mahalanobis", "knn", "energy", METHOD, CENTRED)
 DEFAULT_METHOD = METHOD
 
 Head = tuple[np.ndarray, np.ndarray]
@@ -75,6 +78,10 @@ def fit_scorer(
     if method == METHOD:
         detector = fit_detector(train_features, train_labels, validation_features, target_pass_rate)
         return Scorer(method, detector.score, detector.threshold)
+    if method == CENTRED:
+        centre = np.asarray(train_features, np.float64).mean(axis=0)
+        detector = fit_detector(train_features - centre, train_labels, validation_features - centre, target_pass_rate)
+        return Scorer(method, lambda x: detector.score(np.atleast_2d(x) - centre), detector.threshold)
     score = _fit_score(method, np.asarray(train_features, np.float64), np.asarray(train_labels), head)
     return Scorer(method, score, calibrate_threshold(score(validation_features), target_pass_rate))
 
