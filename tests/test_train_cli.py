@@ -33,7 +33,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
-                        "converting it to model.tflite", "Writing the model folder"):
+                        "converting it to LiteRT", "Choosing the served model.tflite", "Writing the model folder"):
         assert silent_step in result.stdout
 
     folder = read_model_folder(output)
@@ -58,6 +58,9 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     written = json.loads((output / "metrics.json").read_text())
     assert set(written["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
     assert Metrics.from_json(written).to_json() == written and folder.metrics == Metrics.from_json(written)
+    variants = {variant.name: variant for variant in folder.metrics.serving_variants}
+    assert list(variants) == ["float32", "dynamic-range", "full-integer"] and sum(v.served for v in variants.values()) == 1
+    assert {"model.tflite", "model-float32.tflite"} <= names and not list(output.glob("model-*-*.tflite"))
     assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
 
 
