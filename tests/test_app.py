@@ -19,7 +19,7 @@ from bird_model.artifacts import read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
 from bird_model.web import unknown_verdict
-from tests.conftest import RunningApp, hub_env, run_script, serving
+from tests.conftest import RunningApp, hub_env, run_here, run_script, serving
 from tests.fakehub import FakeHub
 
 
@@ -212,7 +212,7 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
         else:
             data = {"id2label": {str(i): c for i, c in enumerate(classes)}}
         (broken / name).write_text(json.dumps(data))
-    result = run_script("app.py", "--model", broken)
+    result = run_here("app.py", "--model", broken)
     assert result.returncode == 2
     assert "predicts 4 classes but" in result.stderr and "names 5" in result.stderr
     assert "Traceback" not in result.stderr
@@ -220,7 +220,7 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     """A path says the folder is missing; OWNER/NAME is also a relative path, so both readings are named."""
-    result = run_script("app.py", "--model", tmp_path / "nowhere")
+    result = run_here("app.py", "--model", tmp_path / "nowhere")
     assert result.returncode == 2
     assert f"{tmp_path / 'nowhere'}: the folder does not exist (and it is not a Hub repo id" in result.stderr
     with FakeHub() as hub:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
-from tests.conftest import TRAIN_TINY, make_dataset, run_script
+from tests.conftest import TRAIN_TINY, make_dataset, run_here, run_script
 
 FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must record both phases
 
@@ -67,24 +67,21 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     ("kelas,id\n", "the first line must be 'class' and language codes"),
     ("class,Bahasa Indonesia\n", "language codes such as id or en, not 'bahasa indonesia'"),
 ])
-def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str, says: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import train  # in-process: the refusal comes before any TensorFlow work, a new interpreter adds nothing
-
+def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str,
+                                                         says: str) -> None:
     (tmp_path / "names.csv").write_text(table, encoding="utf-8")
-    code = train.main(["--data", str(tiny_dataset), "--output", str(tmp_path / "run"), *map(str, FAST),
-                       "--class-names-file", str(tmp_path / "names.csv")])
-    printed = capsys.readouterr()
-    assert code == 2
-    assert says in printed.err and "Traceback" not in printed.err
-    assert "Phase 1" not in printed.out and not (tmp_path / "run").exists()
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", *FAST,
+                      "--class-names-file", tmp_path / "names.csv")
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert "Phase 1" not in result.stdout and not (tmp_path / "run").exists()
 
 
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
     (output / "model.keras").write_text("an earlier model")
-    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    result = run_here("train.py", "--data", tiny_dataset, "--output", output, *FAST)
     assert result.returncode == 2
     assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
     assert (output / "model.keras").read_text() == "an earlier model"
@@ -97,7 +94,7 @@ def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_
 def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, message: str) -> None:
     data = make_dataset(tmp_path / "d", classes, per_class=3) if classes else tmp_path / "d"
     data.mkdir(exist_ok=True)
-    result = run_script("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
+    result = run_here("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -105,7 +102,7 @@ def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, mess
 
 
 def test_missing_weights_file_is_named(tiny_dataset: Path, tmp_path: Path) -> None:
-    result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
     assert result.returncode == 2
     assert "--base-weights nope.h5: no such file" in result.stderr
 
