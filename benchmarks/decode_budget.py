@@ -40,16 +40,15 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load import _corrupt_avif, _many_scans, _striped
 from benchmarks.machine import describe_machine
 from bird_model.formats import pixel_limit
-from bird_model.images import (
+from bird_model.decode_budget import (
     JPEG_BYTE_BLOCKS,
     MAX_JPEG_BLOCK_SCANS,
     MAX_JPEG_BUFFERED_BLOCKS,
     MAX_JPEG_SCANS,
     MAX_PIXEL_DATA_BYTES,
     MAX_PIXELS,
-    ImageError,
-    load_rgb,
 )
+from bird_model.images import ImageError, load_rgb
 
 CPU_BUDGET_S = 1.0
 MEMORY_BUDGET_MB = 200
