@@ -63,7 +63,7 @@ def run_training(
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.devices import choose_devices
     from bird_model.litert import export_litert
-    from bird_model.model import build_classifier, features_and_probabilities, serving_copy
+    from bird_model.model import build_classifier, features_and_probabilities, save_keras_model, serving_copy
     from bird_model.inputs import Photos
     from bird_model.training import batched_predict, train_two_phases
 
@@ -100,8 +100,8 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        with step(f"Saving {artifacts.MODEL_FILE} and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
-            model.save(staging / artifacts.MODEL_FILE)
+        with step(f"Saving the Keras model and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
+            save_keras_model(model, staging)
             export_litert(model, staging / artifacts.LITERT_FILE)
         with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
             detector.save(staging / artifacts.OOD_FILE)
@@ -195,7 +195,7 @@ def write_folder_documents(
     folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split
 ) -> None:
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
-    artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
+    artifacts.write_json(folder / artifacts.RUN_CONFIG_FILE, config)
     artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
     artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, dataset_files.dataset_report(dataset))

@@ -16,6 +16,10 @@ RUNS_DIR = Path("runs")
 LATEST_LINK = RUNS_DIR / "latest"
 """Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+"""Input sizes a model folder may declare: MobileNetV2 takes no less than 32 px, and a size beyond
+1024 px is no photo classifier of ours but a folder crafted to make a server allocate gigabytes."""
+
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
 
