@@ -54,11 +54,11 @@ EXAMPLES_DIR = "examples"
 REQUIRED_FILES = (LABELS_FILE, METRICS_FILE, CARD_FILE)
 """Besides a run config and a model: the Keras model (the source of truth) or its serving conversion
 ``model.tflite``."""
-SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, RUN_CONFIG_FILE, LEGACY_CONFIG_FILE, METRICS_FILE, OOD_FILE,
-                    BASELINE_FILE, f"{EXAMPLES_DIR}/*"]
-"""What the app needs from a published folder; downloads are restricted to these (``config.json`` is
-a legacy folder's run config, or the Keras config, a few kilobytes). The weights are fetched only
-for a folder without ``model.tflite``, halving what a Space downloads."""
+SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, RUN_CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
+                    f"{EXAMPLES_DIR}/*"]
+"""What the app needs from a published folder; downloads are restricted to these. The Keras model is
+fetched only for a folder without ``model.tflite``, halving what a Space downloads, and a legacy
+folder's ``config.json`` only when it has no ``run_config.json`` (today it is Keras' 170 KB config)."""
 KERAS_PATTERNS = [*KERAS_FILES, LEGACY_MODEL_FILE]
 """The Keras model in either layout, for a folder without ``model.tflite``."""
 

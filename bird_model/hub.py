@@ -170,9 +170,11 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
             snapshot = Path(
                 snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
             )
-            if not (snapshot / artifacts.LITERT_FILE).is_file():
-                # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, the Keras model too.
-                snapshot_download(source, revision=snapshot.name, allow_patterns=artifacts.KERAS_PATTERNS, token=token)
+            # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, more files.
+            more = ([] if (snapshot / artifacts.RUN_CONFIG_FILE).is_file() else [artifacts.LEGACY_CONFIG_FILE]) + (
+                [] if (snapshot / artifacts.LITERT_FILE).is_file() else artifacts.KERAS_PATTERNS)
+            if more:
+                snapshot_download(source, revision=snapshot.name, allow_patterns=more, token=token)
     except HubError as error:
         # OWNER/NAME is also a relative path (runs/birds): say what both readings found.
         raise HubError(f"{source}: {missing}, and it is not available from the Hub ({str(error).rstrip('.')}).") from error

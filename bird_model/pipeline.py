@@ -138,6 +138,22 @@ def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int,
         ) from error
 
 
+def check_base_weights(option: str, image_size: int) -> str | None:
+    """The starting weights, made sure of before any photo is read: an offline first run should hear
+    about the weights at once, not after checking thousands of photos.
+
+    ``imagenet`` is checked by building the base with them, the very call training makes, which
+    downloads them once into Keras' cache (or finds them there); raises :class:`BaseWeightsError`
+    when that fails, ``FileNotFoundError`` for a weights file that does not exist.
+    """
+    weights = resolve_base_weights(option)
+    if weights == "imagenet":
+        from bird_model.model import build_classifier
+
+        _with_base_weights(build_classifier, 2, image_size, weights)
+    return weights
+
+
 def resolve_base_weights(option: str) -> str | None:
     """``imagenet`` and ``none`` are keywords; anything else must be an existing weights file."""
     if option == "imagenet":

@@ -22,6 +22,9 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
+REFERENCE_PHOTOS = Path("../shared/datasets/parrots")
+"""The team's reference photos beside a checkout (relative to the working directory): named as the
+``--data`` to try when Kaggle cannot be reached, where it exists."""
 
 DEFAULT_LICENSE = "unknown"
 """The model card's ``license`` without ``--license``: a model inherits its photos' terms,
