@@ -132,8 +132,8 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     """The model folder is not downloadable (a private model behind a public demo would leak its
     weights), nor is the prediction log; the page names the model, never a local path."""
     served = app.url + "gradio_api/file="
-    for name in ("model.keras", "model.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
-                 "examples/../config.json"):
+    for name in ("model.weights.h5", "model.tflite", "ood.npz", "config.json", "run_config.json", "split.json",
+                 "dataset_report.json", "examples/../run_config.json"):
         for path in (f"{trained}/{name}", f"{trained.resolve()}/{name}"):
             assert status_of(served + path) == 403, path
 
@@ -204,7 +204,7 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
         if item.is_file():
             (broken / item.name).symlink_to(item)
     classes = read_model_folder(trained).classes + ["dodo"]
-    for name, update in (("labels.json", None), ("config.json", "classes")):
+    for name, update in (("labels.json", None), ("run_config.json", "classes")):
         (broken / name).unlink()
         data = json.loads((trained / name).read_text())
         if update:

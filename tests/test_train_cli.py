@@ -37,7 +37,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     folder = read_model_folder(output)
     assert folder.classes == ["blue bird", "red bird"]
     names = {p.name for p in output.iterdir()}
-    assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
+    assert {"config.json", "model.weights.h5", "metadata.json", "model.tflite", "labels.json", "run_config.json",
+            "metrics.json", "history.json", "README.md",
             "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
     assert folder.config["image_size"] == 32 and folder.config["base_weights"] == "none"
@@ -60,11 +61,11 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
-    (output / "model.keras").write_text("an earlier model")
+    (output / "model.weights.h5").write_text("an earlier model")
     result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
     assert result.returncode == 2
     assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
-    assert (output / "model.keras").read_text() == "an earlier model"
+    assert (output / "model.weights.h5").read_text() == "an earlier model"
 
 
 @pytest.mark.parametrize(
