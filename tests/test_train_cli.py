@@ -29,6 +29,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    assert "XNNPACK" not in printed, "LiteRT's delegate line reached the user"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
                         "converting it to model.tflite", "Writing the model folder"):
@@ -101,4 +102,5 @@ def test_unreachable_imagenet_weights_say_how_to_train_offline(tiny_dataset: Pat
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
     assert "ImageNet weights" in line and "--base-weights PATH" in line and "--base-weights none" in line
+    assert "Dataset:" not in result.stdout, "the weights are checked before the photos"
     assert not (tmp_path / "run").exists()
