@@ -188,8 +188,8 @@ def test_published_card_renders_with_metadata(fake_hub: FakeHub, model_folder: P
     assert train.main(["--push-only", str(folder), "--push-to-hub", REPO, "--token", "hf_write"]) == 0
     card = ModelCard(fake_hub.files(REPO)["README.md"].decode())
     assert card.data.library_name == "keras" and card.data.pipeline_tag == "image-classification"
-    assert card.data.eval_results[0].metric_type == "accuracy"
-    assert f'snapshot_download("{REPO}")' in card.text
+    assert card.data.eval_results is None, "a local folder is no Hub dataset: no model-index to link"
+    assert f'keras.saving.load_model("hf://{REPO}")' in card.text
     assert {"confusion_matrix.png", "training_curves.png"} <= set(fake_hub.files(REPO)), "the card's pictures go up"
     assert read_model_folder(folder).config["repo_id"] == REPO
 
