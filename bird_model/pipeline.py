@@ -138,7 +138,7 @@ def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int,
         ) from error
 
 
-def check_base_weights(option: str, image_size: int) -> str | None:
+def check_base_weights(option: str, image_size: int) -> None:
     """The starting weights, made sure of before any photo is read: an offline first run should hear
     about the weights at once, not after checking thousands of photos.
 
@@ -146,12 +146,10 @@ def check_base_weights(option: str, image_size: int) -> str | None:
     downloads them once into Keras' cache (or finds them there); raises :class:`BaseWeightsError`
     when that fails, ``FileNotFoundError`` for a weights file that does not exist.
     """
-    weights = resolve_base_weights(option)
-    if weights == "imagenet":
+    if resolve_base_weights(option) == "imagenet":
         from bird_model.model import build_classifier
 
-        _with_base_weights(build_classifier, 2, image_size, weights)
-    return weights
+        _with_base_weights(build_classifier, 2, image_size, "imagenet")
 
 
 def resolve_base_weights(option: str) -> str | None:

@@ -214,16 +214,24 @@ def to_keras_layout(folder: artifacts.ModelFolder) -> artifacts.ModelFolder:
 
     Published as it was, its repo's ``config.json`` would be the run config, and the Hub's own
     ``keras.saving.load_model("hf://...")`` snippet would fail on it; every published repo must load
-    with it. The run config moves first, so Keras' ``config.json`` replaces nothing still needed.
+    with it. The Keras files are written beside the folder first and moved in only once complete,
+    after the run config has its new name, so a failure leaves the legacy folder as it was.
     """
+    import shutil
+
     from bird_model.console import step
     from bird_model.model import load_keras_model, save_keras_model
 
     with step(f"Rewriting {folder.path} in Keras' layout ({', '.join(artifacts.KERAS_FILES)}, "
               f"{artifacts.RUN_CONFIG_FILE}) so that keras.saving.load_model('hf://...') loads it"):
-        model = load_keras_model(folder.model_path)
-        artifacts.write_json(folder.path / artifacts.RUN_CONFIG_FILE, folder.config)
-        save_keras_model(model, folder.path)
+        staging = artifacts.staging_folder(folder.path)
+        try:
+            save_keras_model(load_keras_model(folder.model_path), staging)
+            artifacts.write_json(folder.path / artifacts.RUN_CONFIG_FILE, folder.config)
+            for name in artifacts.KERAS_FILES:
+                (staging / name).replace(folder.path / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         folder.model_path.unlink()
     return artifacts.read_model_folder(folder.path)
 
