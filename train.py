@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.checkpoints import CheckpointError
+from bird_model.class_names import ClassNamesError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, check_base_weights, run_training
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--license", default=RUN.license, metavar="ID",
                         help=f"the model card's license, a Hub license id such as cc-by-4.0 or apache-2.0; "
                              f"the photos' terms decide it (default {RUN.license})")
+    parser.add_argument("--class-names-file", type=Path, metavar="CSV",
+                        help="display names per language for the page: a CSV whose first line is 'class' and "
+                             "language codes (class,id,en), then one line per class folder")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help=f"where decoded photos are kept for later runs (default here: {default_cache_dir()}; "
                              f"${CACHE_ENV} moves it)")
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             check_base_weights(args.base_weights, args.image_size)
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
             folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
-        except (DataSourceError, DatasetError, ModelFolderError, CheckpointError, FileNotFoundError) as error:
+        except (DataSourceError, DatasetError, ClassNamesError, ModelFolderError, CheckpointError,
+                FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
         except BaseWeightsError as error:
@@ -130,6 +135,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         overwrite=args.overwrite,
         model_name=args.model_name,
         license=args.license,
+        class_names_file=args.class_names_file,
         cache_dir=args.cache_dir or default_cache_dir(),
         resume=args.resume,
         training=TrainingOptions(

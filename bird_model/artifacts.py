@@ -54,8 +54,18 @@ EXAMPLES_DIR = "examples"
 REQUIRED_FILES = (LABELS_FILE, METRICS_FILE, CARD_FILE)
 """Besides a run config and a model: the Keras model (the source of truth) or its serving conversion
 ``model.tflite``."""
-SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, RUN_CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
-                    f"{EXAMPLES_DIR}/*"]
+
+MAX_DISPLAY_NAME = 100
+"""Longest display name a ``labels.LANG.json`` may hold: it is shown on the page as it is."""
+
+
+def display_names_file(language: str) -> str:
+    """``labels.LANG.json``: the classes' names in one language, a list in the order of ``labels.json``."""
+    return f"labels.{language}.json"
+
+
+SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, display_names_file("*"), RUN_CONFIG_FILE, METRICS_FILE,
+                    OOD_FILE, BASELINE_FILE, f"{EXAMPLES_DIR}/*"]
 """What the app needs from a published folder; downloads are restricted to these. The Keras model is
 fetched only for a folder without ``model.tflite``, halving what a Space downloads, and a legacy
 folder's ``config.json`` only when it has no ``run_config.json`` (today it is Keras' 170 KB config)."""

@@ -412,7 +412,7 @@ _PAIRS_PER_UNION = 1 << 20
 def _near_pairs(hashes: np.ndarray, max_bits: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Index pairs ``i < j`` whose hashes differ in at most ``max_bits`` bits, one tile at a time.
 
-    Every pair of the class is compared with ``np.bitwise_count`` (README.md, "Near-duplicate
+    Every pair of the class is compared with ``np.bitwise_count`` (benchmarks/README.md, "Near-duplicate
     grouping", has the time for 90,000 photos), so the time is predictable from the count;
     multi-index hashing would compare fewer pairs but slows down
     when many hashes share a chunk value, as photos of one class with a similar layout do.

@@ -23,7 +23,7 @@ class ImageFormat:
     """File name endings, lower case, the first one used when a file of this format is saved."""
     max_pixels: int | None = None
     """A lower pixel limit than ``bird_model.images.MAX_PIXELS``, for a decoder that needs more
-    memory per pixel (README.md, "A public demo: what a stranger can reach")."""
+    memory per pixel (docs/security.md, "The decode budget")."""
 
 
 FORMATS: tuple[ImageFormat, ...] = (

@@ -10,7 +10,7 @@ Uploads come from strangers, so decoding is bounded before it starts: only the d
 scan count is checked from its markers (decoding time grows with scans, not with file
 size), files that Pillow would decode in Python (RLE-compressed BMPs) are refused, and
 every image is shrunk toward the model's size right after decoding, before any conversion
-copies it. README.md ("A public demo: what a stranger can reach") has the measurements behind each limit.
+copies it. docs/security.md ("The decode budget") explains each limit; benchmarks/decode_budget.py measures them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MAX_JPEG_BLOCK_SCANS = 11_000_000
 Each progressive scan walks every block of the components it names again, however few bytes
 it holds, so time grows with blocks x scans, not with file size: a 0.19 MB 7063x7063 gray
 JPEG whose scans each walk all 780,000 blocks took 5.6 CPU seconds at 100 scans (about
-70 ns a block; README.md, "A public demo: what a stranger can reach", measured by
+70 ns a block; docs/security.md, "The decode budget", measured by
 benchmarks/decode_budget.py). The compressed data of a multi-scan JPEG costs more on top
 (:data:`JPEG_BYTE_BLOCKS`). 11 million blocks are about 0.85 s; libjpeg's own progressive
 script walks 6.2 million for a 49 MP 4:2:0 photo, 3.1 million for 24 MP.

@@ -40,7 +40,7 @@ NUM_THREADS = min(2, os.cpu_count() or 1)
 """Interpreter threads per photo. On a 2-core machine a second thread nearly halves the
 interpreter's time per photo while the other core is free, and costs a little when another
 process keeps that core busy; the app's target, a 2-vCPU Space, is the first case. The
-measured times: README.md, "Performance", Latency."""
+measured times: benchmarks/README.md, "Latency"."""
 
 
 @dataclass(frozen=True)

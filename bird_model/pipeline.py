@@ -19,6 +19,7 @@ import numpy as np
 
 from bird_model import artifacts, dataset_files
 from bird_model.card import default_model_name, render_model_card
+from bird_model.class_names import read_class_names
 from bird_model.checkpoints import check_resumable, open_checkpoint
 from bird_model.console import step
 from bird_model.curves import save_training_curves
@@ -52,6 +53,7 @@ def run_training(
         links_within=tuple(source.links_within for source in sources if source.links_within),
     )
     print_dataset_report(dataset)
+    display_names = read_class_names(settings.class_names_file, dataset.classes) if settings.class_names_file else {}
     pinned = parent.validation_hashes if parent else frozenset()
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
@@ -107,7 +109,7 @@ def run_training(
             detector.save(staging / artifacts.OOD_FILE)
             baseline = compute_baseline(dataset.classes, train.labels, validation_probabilities, validation_features, detector)
             artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
-            write_folder_documents(staging, config, metrics, histories, dataset, split)
+            write_folder_documents(staging, config, metrics, histories, dataset, split, display_names)
         artifacts.commit_folder(staging, settings.output)
         checkpoint.remove()
     finally:
@@ -206,9 +208,12 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
 
 
 def write_folder_documents(
-    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split
+    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split,
+    display_names: dict[str, list[str]],
 ) -> None:
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
+    for language, names in display_names.items():
+        artifacts.write_json(folder / artifacts.display_names_file(language), names)
     artifacts.write_json(folder / artifacts.RUN_CONFIG_FILE, config)
     artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)

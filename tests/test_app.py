@@ -355,3 +355,34 @@ def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) ->
     dropdown = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
     assert [choice[0] for choice in dropdown.choices] == classes
     assert any("<details>" in value for value in markdown)
+
+
+def test_several_photos_at_once_and_which_model_through_the_api(tiny_model: Path, tmp_path: Path) -> None:
+    """``/predict_batch`` answers one row per photo (a bad one in its own row), in the caller's
+    language with the model's display names; ``/info`` says which model; ``/predict`` keeps its shape."""
+    import shutil
+
+    from tests.conftest import app_in_process
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    classes = read_model_folder(model).classes
+    (model / "labels.id.json").write_text(json.dumps([f"burung {index}" for index in range(len(classes))]))
+    photos = [str(path) for path in read_model_folder(model).examples()]
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    with app_in_process({"BIRD_LOG_DIR": str(tmp_path / "log")}, "--model", str(model)) as url:
+        indonesian = Client(url, verbose=False, headers={"Accept-Language": "id-ID,id;q=0.9"})
+        table, csv_file = indonesian.predict([handle_file(p) for p in [*photos, str(tmp_path / "notes.jpg")]],
+                                             api_name="/predict_batch")
+        assert [row[0] for row in table["data"]] == [*(Path(p).name for p in photos), "notes.jpg"]
+        assert {row[2] for row in table["data"][:2]} <= {f"burung {index}" for index in range(len(classes))}
+        assert table["data"][2][4] and not table["data"][2][2], "the bad photo's problem, in its own row"
+        assert Path(csv_file).read_text(encoding="utf-8").count("\n") == 4
+
+        client = Client(url, verbose=False)
+        info = client.predict(api_name="/info")
+        assert set(info) == {"model", "revision", "tag", "classes", "languages", "unknown_threshold"}
+        assert info["classes"] == classes and info["languages"] == ["en", "id"]
+        label, details = client.predict(handle_file(photos[0]), api_name="/predict")
+        assert label["label"] in [*classes, unknown_verdict(len(classes))]
+        assert {c["label"] for c in label["confidences"]} <= set(classes)
+        assert {"model", "verdict", "outlier_score"} <= set(details)

@@ -19,9 +19,11 @@ FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must 
 
 def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
+    names_table = tmp_path / "names.csv"  # as a spreadsheet saves it: a byte-order mark, an empty cell
+    names_table.write_text("\ufeffclass,id,en\r\nred bird,Burung merah,\r\n", encoding="utf-8")
     # TensorFlow's C++ log level as a user has it (unset), not the test suite's quiet one.
     result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST, "--license", "cc-by-4.0",
-                        env={"TF_CPP_MIN_LOG_LEVEL": ""})
+                        "--class-names-file", names_table, env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
     assert "Validation accuracy" in result.stdout
@@ -42,6 +44,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
             "metrics.json", "history.json", "README.md",
             "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
+    assert json.loads((output / "labels.id.json").read_text()) == ["blue bird", "Burung merah"]
+    assert json.loads((output / "labels.en.json").read_text()) == ["blue bird", "red bird"]
     assert folder.config["image_size"] == 32 and folder.config["base_weights"] == "none"
     assert folder.config["dataset"]["split_counts"]["validation"] == {"blue bird": 1, "red bird": 1}
     split = json.loads((output / "split.json").read_text())
@@ -57,6 +61,25 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     assert set(written["validation"]) >= {"accuracy", "per_class", "confusion_matrix", "mean_confidence_correct"}
     assert Metrics.from_json(written).to_json() == written and folder.metrics == Metrics.from_json(written)
     assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
+
+
+@pytest.mark.parametrize(("table", "says"), [
+    ("class,id\nred bird,Burung merah\nred bird,Merah\n", "line 3: 'red bird' is listed twice"),
+    ("class,id\ngreen bird,Burung hijau\n", "line 2: 'green bird' is not a class of this dataset"),
+    ("kelas,id\n", "the first line must be 'class' and language codes"),
+    ("class,Bahasa Indonesia\n", "language codes such as id or en, not 'bahasa indonesia'"),
+])
+def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str, says: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import train  # in-process: the refusal comes before any TensorFlow work, a new interpreter adds nothing
+
+    (tmp_path / "names.csv").write_text(table, encoding="utf-8")
+    code = train.main(["--data", str(tiny_dataset), "--output", str(tmp_path / "run"), *map(str, FAST),
+                       "--class-names-file", str(tmp_path / "names.csv")])
+    printed = capsys.readouterr()
+    assert code == 2
+    assert says in printed.err and "Traceback" not in printed.err
+    assert "Phase 1" not in printed.out and not (tmp_path / "run").exists()
 
 
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:

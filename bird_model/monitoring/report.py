@@ -3,7 +3,7 @@
 Each finding opens with one plain sentence ("Visitors send more macaw photos than training
 had: 62% vs 25%"); its statistics follow. Alarms and thresholds are explained at
 :data:`MIN_RECORDS`, :data:`MIN_EXPECTED`, :data:`PSI_ALARM`, :data:`JS_ALARM` and
-:data:`RATE_FACTOR` (and in README.md, "Monitoring").
+:data:`RATE_FACTOR` (and in docs/monitoring.md).
 """
 
 from __future__ import annotations
