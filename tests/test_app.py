@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from bird_model.artifacts import read_model_folder
+from bird_model.artifacts import ModelFolderError, read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
 from bird_model.web import unknown_verdict
@@ -216,6 +217,20 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
     assert result.returncode == 2
     assert "predicts 4 classes but" in result.stderr and "names 5" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("image_size", [100_000, 8, "224", None])
+def test_a_downloaded_folder_with_an_impossible_image_size_is_refused(
+    tiny_model: Path, tmp_path: Path, image_size: object
+) -> None:
+    """A model folder may be a stranger's download: an input size the model cannot have (or one that
+    would make the server allocate gigabytes per photo) stops the start with one line."""
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    (folder / "run_config.json").write_text(json.dumps({**config, "image_size": image_size}))
+
+    with pytest.raises(ModelFolderError, match=r"has image_size .*; expected a whole number of pixels from 32 to 1024"):
+        read_model_folder(folder)
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
