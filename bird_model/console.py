@@ -36,8 +36,9 @@ CPP_LOG_LINE = re.compile(
     r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl: I0000 00:00:1796072795.306 1147 file.cc:31]
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\] "  # TensorFlow's own: 2025-01-01 10:00:00.1: I file.cc:31]
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # LiteRT's, at an interpreter's first run
 )
-"""A line of TensorFlow's C++ log, as printed on stderr."""
+"""A line of TensorFlow's (or LiteRT's) C++ log, as printed on stderr."""
 
 
 def quiet_tensorflow(environ: MutableMapping[str, str] = os.environ) -> None:

@@ -170,9 +170,11 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
             snapshot = Path(
                 snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
             )
-            if not (snapshot / artifacts.LITERT_FILE).is_file():
-                # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, one more file.
-                snapshot_download(source, revision=snapshot.name, allow_patterns=[artifacts.MODEL_FILE], token=token)
+            # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, more files.
+            more = ([] if (snapshot / artifacts.RUN_CONFIG_FILE).is_file() else [artifacts.LEGACY_CONFIG_FILE]) + (
+                [] if (snapshot / artifacts.LITERT_FILE).is_file() else artifacts.KERAS_PATTERNS)
+            if more:
+                snapshot_download(source, revision=snapshot.name, allow_patterns=more, token=token)
     except HubError as error:
         # OWNER/NAME is also a relative path (runs/birds): say what both readings found.
         raise HubError(f"{source}: {missing}, and it is not available from the Hub ({str(error).rstrip('.')}).") from error
@@ -203,6 +205,20 @@ def read_published_file(repo_id: str, filename: str, revision: str, token: str |
     """One JSON file of a published revision (for comparing a new model with its parent)."""
     with explained(f"reading {filename} of {repo_id}@{revision}"):
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, token=token)).read_text())
+
+
+def read_published_card(repo_id: str, revision: str, token: str | None = None) -> dict[str, Any]:
+    """The YAML metadata of a published revision's card (``README.md``); empty when it has none."""
+    import yaml
+    from huggingface_hub.repocard import metadata_load
+
+    with explained(f"reading {artifacts.CARD_FILE} of {repo_id}@{revision}"):
+        path = Path(hf_hub_download(repo_id, artifacts.CARD_FILE, revision=revision, token=token))
+    try:
+        metadata = metadata_load(path)
+    except (ValueError, yaml.YAMLError):  # a front matter that does not parse says nothing
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from huggingface_hub import constants as hf_constants
 from bird_model import hub
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.logfolder import ACCEPTED_DIR, PENDING_DIR, is_feedback_folder
+from bird_model.settings import REFERENCE_PHOTOS
 
 KAGGLE_PREFIX = "kaggle:"
 HF_PREFIX = "hf:"
@@ -264,7 +265,8 @@ def _download_kaggle(target: _KaggleTarget) -> tuple[Path, str]:
         raise DataSourceError(
             f"Cannot reach Kaggle to download {target.handle} ({type(error).__name__}); check the network "
             f"connection and proxy settings (HTTPS_PROXY), then retry; a version downloaded before is reused "
-            f"offline only when pinned, e.g. kaggle:{target.owner}/{target.dataset}@N."
+            f"offline only when pinned, e.g. kaggle:{target.owner}/{target.dataset}@N. Or train on photos you "
+            f"have: {offline_data_advice()}."
         ) from error
     except (requests.RequestException, DataCorruptionError) as error:
         raise DataSourceError(
@@ -274,6 +276,12 @@ def _download_kaggle(target: _KaggleTarget) -> tuple[Path, str]:
         raise DataSourceError(f"kagglehub could not download {target.handle}: {_first_line(error)}") from error
     version = get_accessed_datasources().get(parse_dataset_handle(target.handle))
     return download, "unknown" if version is None else str(version)
+
+
+def offline_data_advice() -> str:
+    """``--data FOLDER`` (one sub-folder of photos per species), naming the reference photos where they are."""
+    example = f" (here: --data {REFERENCE_PHOTOS})" if REFERENCE_PHOTOS.is_dir() else ""
+    return f"--data FOLDER, a folder with one sub-folder of photos per species{example}"
 
 
 def _kaggle_refusal(target: _KaggleTarget, status: int | None, *, has_credentials: bool) -> DataSourceError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from bird_model.artifacts import read_model_folder
+from bird_model.artifacts import ModelFolderError, read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
 from bird_model.web import unknown_verdict
@@ -132,8 +133,8 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     """The model folder is not downloadable (a private model behind a public demo would leak its
     weights), nor is the prediction log; the page names the model, never a local path."""
     served = app.url + "gradio_api/file="
-    for name in ("model.keras", "model.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
-                 "examples/../config.json"):
+    for name in ("model.weights.h5", "model.tflite", "ood.npz", "config.json", "run_config.json", "split.json",
+                 "dataset_report.json", "examples/../run_config.json"):
         for path in (f"{trained}/{name}", f"{trained.resolve()}/{name}"):
             assert status_of(served + path) == 403, path
 
@@ -204,7 +205,7 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
         if item.is_file():
             (broken / item.name).symlink_to(item)
     classes = read_model_folder(trained).classes + ["dodo"]
-    for name, update in (("labels.json", None), ("config.json", "classes")):
+    for name, update in (("labels.json", None), ("run_config.json", "classes")):
         (broken / name).unlink()
         data = json.loads((trained / name).read_text())
         if update:
@@ -216,6 +217,20 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
     assert result.returncode == 2
     assert "predicts 4 classes but" in result.stderr and "names 5" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("image_size", [100_000, 8, "224", None])
+def test_a_downloaded_folder_with_an_impossible_image_size_is_refused(
+    tiny_model: Path, tmp_path: Path, image_size: object
+) -> None:
+    """A model folder may be a stranger's download: an input size the model cannot have (or one that
+    would make the server allocate gigabytes per photo) stops the start with one line."""
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    (folder / "run_config.json").write_text(json.dumps({**config, "image_size": image_size}))
+
+    with pytest.raises(ModelFolderError, match=r"has image_size .*; expected a whole number of pixels from 32 to 1024"):
+        read_model_folder(folder)
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:

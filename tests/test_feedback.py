@@ -176,7 +176,7 @@ def test_train_py_trains_on_accepted_corrections_only(served: Served, parrot_sub
 
     result = run_script("train.py", *arguments)
     assert result.returncode == 0, result.stderr
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "run_config.json").read_text())
     assert config["classes"] == read_model_folder(served.model).classes, "'none of these' is no class"
     split = json.loads((run / "split.json").read_text())
     used = [row for rows in split.values() for row in rows if row["source"] == 1]

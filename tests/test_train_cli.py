@@ -31,6 +31,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    assert "XNNPACK" not in printed, "LiteRT's delegate line reached the user"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
                         "converting it to model.tflite", "Writing the model folder"):
@@ -39,7 +40,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     folder = read_model_folder(output)
     assert folder.classes == ["blue bird", "red bird"]
     names = {p.name for p in output.iterdir()}
-    assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
+    assert {"config.json", "model.weights.h5", "metadata.json", "model.tflite", "labels.json", "run_config.json",
+            "metrics.json", "history.json", "README.md",
             "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
     assert json.loads((output / "labels.id.json").read_text()) == ["blue bird", "Burung merah"]
@@ -80,11 +82,11 @@ def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
-    (output / "model.keras").write_text("an earlier model")
+    (output / "model.weights.h5").write_text("an earlier model")
     result = run_here("train.py", "--data", tiny_dataset, "--output", output, *FAST)
     assert result.returncode == 2
     assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
-    assert (output / "model.keras").read_text() == "an earlier model"
+    assert (output / "model.weights.h5").read_text() == "an earlier model"
 
 
 @pytest.mark.parametrize(
@@ -120,4 +122,5 @@ def test_unreachable_imagenet_weights_say_how_to_train_offline(tiny_dataset: Pat
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
     assert "ImageNet weights" in line and "--base-weights PATH" in line and "--base-weights none" in line
+    assert "Dataset:" not in result.stdout, "the weights are checked before the photos"
     assert not (tmp_path / "run").exists()
