@@ -116,3 +116,8 @@ def step(description: str) -> Iterator[None]:
     started = time.monotonic()
     yield
     print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message as one short line for ours (a library's can run to pages), else its type's name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -13,7 +13,8 @@ module. Tokens are passed to ``huggingface_hub`` and never formatted into any me
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from bird_model import artifacts
+from bird_model.console import first_line
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
@@ -80,6 +82,25 @@ def is_repo_id(text: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def card_links(card: Mapping[str, object]) -> tuple[str | None, tuple[str, ...]]:
+    """The license and datasets a model card names, kept only where they are well-formed Hub ids.
+
+    The card is another repo's text, written by whoever published it; only ids go on to the
+    Space's card, never free text.
+    """
+    license_id = card.get("license")
+    license_id = license_id if isinstance(license_id, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", license_id) \
+        else None
+    datasets = card.get("datasets")
+    datasets = [datasets] if isinstance(datasets, str) else datasets if isinstance(datasets, list) else []
+    return license_id, tuple(name for name in datasets if isinstance(name, str) and is_dataset_id(name))
+
+
+def is_dataset_id(text: str) -> bool:
+    """A Hub dataset id: ``OWNER/NAME``, or a legacy one-word id such as ``common_voice``."""
+    return is_repo_id(text) or ("/" not in text and is_repo_id(f"owner/{text}"))
 
 
 def require_token(token: str | None, action: str) -> None:
@@ -301,7 +322,7 @@ def download_dataset(repo_id: str, revision: str | None, url: str) -> Path:
         ) from error
     except HfHubHTTPError as error:
         raise HubError(
-            f"The Hub refused {where} (HTTP {error.response.status_code}: {_first_line(error)}); "
+            f"The Hub refused {where} (HTTP {error.response.status_code}: {first_line(error)}); "
             f"check HF_TOKEN and retry later."
         ) from error
     except LocalEntryNotFoundError as error:
@@ -312,13 +333,8 @@ def download_dataset(repo_id: str, revision: str | None, url: str) -> Path:
     except httpx2.TransportError as error:
         raise HubError(
             f"The network failed while downloading {where} from {hf_constants.ENDPOINT} "
-            f"({type(error).__name__}: {_first_line(error)}); check the connection and proxy settings, then retry."
+            f"({type(error).__name__}: {first_line(error)}); check the connection and proxy settings, then retry."
         ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 # -- the prediction log's mirror ----------------------------------------------------------

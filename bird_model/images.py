@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bird_model.console import first_line
 from bird_model.decode_budget import OverBudget, check_budget, check_dimensions
 from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS, extension_for
 
@@ -70,7 +71,7 @@ def load_rgb(source: str | Path | BinaryIO | bytes, size: int) -> np.ndarray:
         except MemoryError as error:
             raise ImageError("The image is too large to process.") from error
         except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
-            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
+            raise ImageError(f"The image data is corrupt or truncated ({first_line(error)}).") from error
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
 
@@ -116,7 +117,7 @@ def _upright(source: str | Path | BinaryIO | bytes, side: int) -> tuple[Image.Im
         except MemoryError as error:
             raise ImageError("The image is too large to process.") from error
         except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
-            raise ImageError(f"The image data is corrupt or truncated ({_first_line(error)}).") from error
+            raise ImageError(f"The image data is corrupt or truncated ({first_line(error)}).") from error
     rgb.thumbnail((side, side), Image.Resampling.LANCZOS)
     return rgb, jpeg
 
@@ -224,7 +225,7 @@ def _open(source: str | Path | BinaryIO | bytes) -> Image.Image:
     except UnidentifiedImageError as error:
         raise ImageError(f"The file is not an image in a supported format ({FORMAT_NAMES}).") from error
     except Exception as error:  # noqa: BLE001 - header parsers fed a stranger's bytes may raise any type
-        raise ImageError(f"The image could not be read ({_first_line(error)}).") from error
+        raise ImageError(f"The image could not be read ({first_line(error)}).") from error
 
 
 def _within_budget(check: Callable[[Image.Image], None], image: Image.Image) -> None:
@@ -233,10 +234,6 @@ def _within_budget(check: Callable[[Image.Image], None], image: Image.Image) -> 
         check(image)
     except OverBudget as error:
         raise ImageError(str(error)) from None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def _is_empty(source: str | Path | BinaryIO) -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -36,7 +35,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from bird_model.artifacts import CARD_FILE, LITERT_FILE, METRICS_FILE
-from bird_model.hub import HubError, explained, is_repo_id, read_published_card, read_published_file, require_token
+from bird_model.hub import (HubError, card_links, explained, is_repo_id, read_published_card, read_published_file,
+                            require_token)
 from bird_model.space_files import (
     MODEL_VARIABLE,
     PREVIOUS_VARIABLE,
@@ -164,25 +164,6 @@ def read_model(api: HfApi, repo_id: str, revision: str, token: str | None = None
     card = read_published_card(repo_id, info.sha, token=token or api.token) if CARD_FILE in files else {}
     return ModelRevision(repo_id, revision, info.sha, bool(info.private), LITERT_FILE in files,
                          None if accuracy is None else float(accuracy), files, *card_links(card))
-
-
-def card_links(card: Mapping[str, object]) -> tuple[str | None, tuple[str, ...]]:
-    """The license and datasets a model card names, kept only where they are well-formed Hub ids.
-
-    The card is another repo's text, written by whoever published it; only ids go on to the
-    Space's card, never free text.
-    """
-    license_id = card.get("license")
-    license_id = license_id if isinstance(license_id, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", license_id) \
-        else None
-    datasets = card.get("datasets")
-    datasets = [datasets] if isinstance(datasets, str) else datasets if isinstance(datasets, list) else []
-    return license_id, tuple(name for name in datasets if isinstance(name, str) and is_dataset_id(name))
-
-
-def is_dataset_id(text: str) -> bool:
-    """A Hub dataset id: ``OWNER/NAME``, or a legacy one-word id such as ``common_voice``."""
-    return is_repo_id(text) or ("/" not in text and is_repo_id(f"owner/{text}"))
 
 
 def read_serving(api: HfApi, space_id: str) -> Serving:

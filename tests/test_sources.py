@@ -33,7 +33,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from bird_model import hub, sources
+from bird_model import hub
+from bird_model import kaggle as kaggle_source
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.sources import DataSourceError, find_class_root, resolve_source
 from tests.conftest import TINY_COLOURS, make_dataset, point_hub_at
@@ -216,7 +217,7 @@ def test_extensions_match_case_insensitively(tmp_path: Path, photos: Photos) -> 
 )
 def test_malformed_specs_are_rejected_before_any_download(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
     monkeypatch.setattr(hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded a malformed spec"))
-    monkeypatch.setattr(sources, "_import_kagglehub", lambda: pytest.fail("downloaded a malformed spec"))
+    monkeypatch.setattr(kaggle_source, "import_kagglehub", lambda: pytest.fail("downloaded a malformed spec"))
 
     message = error_of(spec)
 
@@ -417,9 +418,9 @@ def test_kaggle_missing_dataset(kaggle: KaggleStandIn) -> None:
 )
 def test_kaggle_refusals_without_credentials(status: int, advice: str) -> None:
     """Anonymous, Kaggle answers a private dataset with 403 or 404, so both mention credentials."""
-    target = sources._parse_kaggle("kaggle:birder/birds-dataset")
+    target = kaggle_source.parse_spec("birder/birds-dataset", "kaggle:birder/birds-dataset")
 
-    message = str(sources._kaggle_refusal(target, status, has_credentials=False))
+    message = str(kaggle_source.refusal(target, status, has_credentials=False))
 
     assert advice in message
     assert ("KAGGLE_USERNAME" in message) == (status != 500)
