@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import _corrupt_avif, _many_scans, _striped
+from benchmarks.load import _corrupt_avif, _many_scans
 from benchmarks.machine import describe_machine
 from bird_model.formats import pixel_limit
 from bird_model.decode_budget import (
@@ -88,7 +88,13 @@ def noise(mode: str, width: int, height: int | None = None, scale: int = 8) -> I
 
 def encoded(image: Image.Image, format_: str, **options: object) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format_, **options)
+    # libjpeg writes a progressive file in one go; Pillow's buffer, sized by pixels, is too small
+    # for fine noise at high quality ("Suspension not allowed here"), so give it room for 4 bytes a pixel.
+    before, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, max(ImageFile.MAXBLOCK, 4 * image.width * image.height)
+    try:
+        image.save(buffer, format_, **options)
+    finally:
+        ImageFile.MAXBLOCK = before
     return buffer.getvalue()
 
 
