@@ -20,7 +20,7 @@ from bird_model.artifacts import ModelFolderError, read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
 from bird_model.web import unknown_verdict
-from tests.conftest import RunningApp, hub_env, run_here, run_script, serving
+from tests.conftest import RunningApp, app_in_process, hub_env, run_here, run_script, serving
 from tests.fakehub import FakeHub
 
 
@@ -145,16 +145,18 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     assert all(status_of(served + path) == 200 for path in examples)
 
 
-def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trained: Path) -> None:
+def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trained: Path, tmp_path: Path) -> None:
     page = urllib.request.urlopen(app.url + "config").read().decode()
     assert "Monitoring" not in page
-    with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
-        assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
-        api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
+    operator_env = {"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1", "BIRD_LOG_DIR": str(tmp_path / "log")}
+    with app_in_process(operator_env) as operator:
+        assert "Monitoring" in urllib.request.urlopen(operator + "config").read().decode()
+        api = Client(operator, verbose=False).view_api(return_format="dict", print_info=False)
         assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/info", "/predict", "/predict_batch"]  # none from the tab
 
 
-def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:
+def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A name too long for the disk once prefixed, or one ending in .html, must neither lose the
     record nor choose what is stored: images are named by hash and decoded format."""
     photo = read_model_folder(trained).examples()[0]
@@ -163,14 +165,14 @@ def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_pat
     Image.open(photo).save(long_name, "PNG")
     Image.open(photo).save(html, "PNG")
     log_dir = tmp_path / "log"
-    with serving({"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), "BIRD_LOG_IMAGES": "1"}) as running:
-        client = Client(running.url, verbose=False)
+    with app_in_process({"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), "BIRD_LOG_IMAGES": "1"}) as url:
+        client = Client(url, verbose=False)
         for upload in (long_name, html):
             predict(client, upload)
         deadline = time.monotonic() + 10
         while len(records := _log_records(log_dir)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "records are being lost" not in running.log()
+        assert "records are being lost" not in capsys.readouterr().out
     assert [record["image"] for record in records] == [f"images/{record['sha256']}.png" for record in records]
     assert sorted(path.suffix for path in (log_dir / "images").iterdir()) == [".png"]
 
@@ -376,8 +378,6 @@ def test_several_photos_at_once_and_which_model_through_the_api(tiny_model: Path
     """``/predict_batch`` answers one row per photo (a bad one in its own row), in the caller's
     language with the model's display names; ``/info`` says which model; ``/predict`` keeps its shape."""
     import shutil
-
-    from tests.conftest import app_in_process
 
     model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
     classes = read_model_folder(model).classes
