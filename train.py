@@ -20,7 +20,7 @@ from bird_model.checkpoints import CheckpointError
 from bird_model.class_names import ClassNamesError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
-from bird_model.pipeline import BaseWeightsError, run_training
+from bird_model.pipeline import BaseWeightsError, check_base_weights, run_training
 from bird_model.release import Parent, find_parent, publish
 from bird_model.settings import CACHE_ENV, DEFAULT_DATA, RunSettings, TrainingOptions, default_cache_dir
 from bird_model.sources import SPEC_FORMS, DataSourceError, resolve_source
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data:
             print(f"No --data given: training on the original birds dataset, {DEFAULT_DATA}")
         try:
+            check_base_weights(args.base_weights, args.image_size)
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
             folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
         except (DataSourceError, DatasetError, ClassNamesError, ModelFolderError, CheckpointError,

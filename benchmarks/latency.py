@@ -16,7 +16,7 @@ alternate call by call, so a busy neighbour on a shared machine slows them alike
 With ``--variants`` the serving path is timed once per LiteRT conversion (float32,
 dynamic-range, full-integer: ``bird_model.quantization``), each with its file size and its
 validation accuracy (the folder's split.json, photos found under ``--photos``); the conversions
-the folder does not hold are made from its model.keras, calibrated on its training photos as
+the folder does not hold are made from its Keras model, calibrated on its training photos as
 training does.
 """
 
@@ -200,7 +200,7 @@ def main() -> None:
     if args.variants:
         compare_variants(folder, args, photos)
         return
-    served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else folder.model_path.name
+    served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else "the Keras model"
     serving, explained = f"serving: Classifier.classify ({served})", "serving + overlay: Classifier.explain"
     ways = {"original: Pillow + model.predict": original_way(folder, args.top_k), serving: serving_path(folder, args.top_k)}
     if (with_overlay := serving_path_with_overlay(folder, args.top_k)) is not None:

@@ -60,7 +60,7 @@ GRAY16_PNG = "7000x7000 16-bit gray PNG"
 PALETTE_PNG = "7000x7000 palette PNG"
 HOSTILE_ANSWERED = (PALETTE_PNG,)
 """Hostile to memory, but a photo all the same: answered, within the memory budget (49 MB of
-pixel data, under ``bird_model.images.MAX_PIXEL_DATA_BYTES``)."""
+pixel data, under ``bird_model.decode_budget.MAX_PIXEL_DATA_BYTES``)."""
 
 BAD_MESSAGES = {
     "not an image": "not an image in a supported format",

@@ -19,7 +19,7 @@ from bird_model.images import to_rgb
 def dataset_report(dataset: Dataset) -> dict[str, Any]:
     """What was used, what was skipped and why, and which photos were grouped as near-identical.
 
-    Files are named by source (the index into config.json's ``dataset.sources``) and path
+    Files are named by source (the index into run_config.json's ``dataset.sources``) and path
     inside it, never by absolute path: the folder is published.
     """
     return {

@@ -22,7 +22,7 @@ class ImageFormat:
     extensions: tuple[str, ...]
     """File name endings, lower case, the first one used when a file of this format is saved."""
     max_pixels: int | None = None
-    """A lower pixel limit than ``bird_model.images.MAX_PIXELS``, for a decoder that needs more
+    """A lower pixel limit than ``bird_model.decode_budget.MAX_PIXELS``, for a decoder that needs more
     memory per pixel (docs/security.md, "The decode budget")."""
 
 

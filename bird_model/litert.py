@@ -3,7 +3,7 @@
 ``model.predict`` spends most of a request in Keras and TensorFlow overhead, and importing
 TensorFlow alone takes seconds, which a web demo pays at every cold start. The LiteRT
 interpreter runs the same graph through XNNPACK in a few milliseconds and loads without
-TensorFlow. ``model.keras`` stays the source of truth: the float32 ``.tflite`` file is derived
+TensorFlow. The Keras model stays the source of truth: the float32 ``.tflite`` file is derived
 from it at the end of training and checked against it before training finishes; the 8-bit
 ones (:func:`export_quantized`) are measured instead (:mod:`bird_model.quantization`).
 """
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+
+from bird_model.console import cpp_log_filtered
 
 if TYPE_CHECKING:
     import keras
@@ -149,6 +151,10 @@ class LiteRTModel:
         self.activation_shape = tuple(int(n) for n in shapes[ACTIVATION_OUTPUT][1:]) if ACTIVATION_OUTPUT in shapes else None
         """``(h, w)`` of the activation map; None when the file predates it."""
         self._lock = threading.Lock()
+        # LiteRT applies XNNPACK at the first run and says so on stderr from C++ ("INFO: Created
+        # TensorFlow Lite XNNPACK delegate for CPU."), which no setting silences: run once here, filtered.
+        with cpp_log_filtered():
+            self._run(pixels=np.zeros(self._run.get_input_details()["pixels"]["shape"], dtype=np.float32))
 
     def outputs(self, pixels: np.ndarray) -> ForwardPass:
         """The forward pass for uint8 ``(n, size, size, 3)`` pixels, one photo per interpreter call."""

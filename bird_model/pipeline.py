@@ -64,7 +64,7 @@ def run_training(
 
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.devices import choose_devices
-    from bird_model.model import build_classifier, features_and_probabilities, serving_copy
+    from bird_model.model import build_classifier, features_and_probabilities, save_keras_model, serving_copy
     from bird_model.inputs import Photos
     from bird_model.training import batched_predict, train_two_phases
 
@@ -96,9 +96,9 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        with step(f"Saving {artifacts.MODEL_FILE} and converting it to LiteRT: float32 (checked against Keras), "
+        with step("Saving the Keras model and converting it to LiteRT: float32 (checked against Keras), "
                   "dynamic-range and full-integer"):
-            model.save(staging / artifacts.MODEL_FILE)
+            save_keras_model(model, staging)
             calibration = Photos.of(dataset, split.train[:: max(1, len(split.train) // CALIBRATION_PHOTOS)])
             variants = quantization.convert_variants(model, staging, np.concatenate(list(calibration.arrays())))
         with step(f"Choosing the served {artifacts.LITERT_FILE}: each conversion's validation accuracy, "
@@ -149,6 +149,20 @@ def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int,
             f"the ImageNet weights for MobileNetV2 could not be downloaded ({reason}); train offline with "
             "--base-weights PATH (a MobileNetV2 no-top weights file) or --base-weights none (random start)."
         ) from error
+
+
+def check_base_weights(option: str, image_size: int) -> None:
+    """The starting weights, made sure of before any photo is read: an offline first run should hear
+    about the weights at once, not after checking thousands of photos.
+
+    ``imagenet`` is checked by building the base with them, the very call training makes, which
+    downloads them once into Keras' cache (or finds them there); raises :class:`BaseWeightsError`
+    when that fails, ``FileNotFoundError`` for a weights file that does not exist.
+    """
+    if resolve_base_weights(option) == "imagenet":
+        from bird_model.model import build_classifier
+
+        _with_base_weights(build_classifier, 2, image_size, "imagenet")
 
 
 def resolve_base_weights(option: str) -> str | None:
@@ -211,7 +225,7 @@ def write_folder_documents(
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
     for language, names in display_names.items():
         artifacts.write_json(folder / artifacts.display_names_file(language), names)
-    artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
+    artifacts.write_json(folder / artifacts.RUN_CONFIG_FILE, config)
     artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
     artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, dataset_files.dataset_report(dataset))

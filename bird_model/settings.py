@@ -16,8 +16,15 @@ RUNS_DIR = Path("runs")
 LATEST_LINK = RUNS_DIR / "latest"
 """Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+"""Input sizes a model folder may declare: MobileNetV2 takes no less than 32 px, and a size beyond
+1024 px is no photo classifier of ours but a folder crafted to make a server allocate gigabytes."""
+
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
+REFERENCE_PHOTOS = Path("../shared/datasets/parrots")
+"""The team's reference photos beside a checkout (relative to the working directory): named as the
+``--data`` to try when Kaggle cannot be reached, where it exists."""
 
 DEFAULT_LICENSE = "unknown"
 """The model card's ``license`` without ``--license``: a model inherits its photos' terms,

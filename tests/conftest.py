@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import io
 import os
 import shutil
 import socket
@@ -11,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +158,22 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+def run_here(script: str, *args: str | Path) -> subprocess.CompletedProcess:
+    """``train.py``/``app.py``'s own ``main`` in this process, for runs that stop before any real work.
+
+    What the user sees (exit status, output, error lines) without a new interpreter's start; a
+    run that trains or serves, or that depends on the environment at import, uses :func:`run_script`.
+    """
+    module = importlib.import_module(Path(script).stem)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = module.main([str(arg) for arg in args])
+        except SystemExit as exit:
+            code = exit.code
+    return subprocess.CompletedProcess([script, *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -39,3 +40,58 @@ served.demo.close()
     assert loaded & TRAINING_SIDE == set()
     assert {name.split(".")[0] for name in loaded} & {"tensorflow", "keras", "tf_keras"} == set()
     assert "bird_model.web.page" in loaded, "the closure covers the page, not only app's top level"
+
+
+MAX_MODULE_LINES = 400
+"""A module a newcomer reads in one sitting; past it, a second concern has usually moved in."""
+
+
+def product_modules() -> dict[str, Path]:
+    """Dotted name -> file, for the package and the two entry scripts."""
+    modules = {path.stem: ROOT / path for path in (Path("app.py"), Path("train.py"))}
+    for path in sorted((ROOT / "bird_model").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def top_level_imports(path: Path, known: set[str]) -> set[str]:
+    """The product modules ``path`` imports when it is imported (not inside functions, not for typing only)."""
+    found: set[str] = set()
+    body = list(ast.parse(path.read_text(encoding="utf-8")).body)
+    while body:
+        node = body.pop(0)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, (ast.If, ast.Try)):
+            body.extend(node.body + getattr(node, "orelse", []) + [n for h in getattr(node, "handlers", []) for n in h.body])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & known
+            found.update(submodules or ({node.module} & known))
+    return found
+
+
+def test_no_module_is_too_long_and_no_imports_go_round() -> None:
+    modules = product_modules()
+    long = {name: n for name, path in modules.items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, f"over {MAX_MODULE_LINES} lines: split by concern"
+
+    graph = {name: top_level_imports(path, set(modules)) - {name} for name, path in modules.items()}
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        for imported in sorted(graph[name]):
+            if imported in trail:
+                cycles.append(trail[trail.index(imported):] + [imported])
+            elif imported not in done:
+                visit(imported, trail + [imported])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert cycles == [], "modules that import each other, directly or round a circle"

@@ -12,7 +12,8 @@ from bird_model import evaluate, predict
 from bird_model.feedback import __main__ as feedback_command
 from bird_model.monitoring import __main__ as monitor_command
 from bird_model.settings import DEFAULT_DATA, FeedbackSettings, RunSettings, ServingSettings, TrainingOptions
-from bird_model.sources import HF_FORM, KAGGLE_FORM
+from bird_model.kaggle import KAGGLE_FORM
+from bird_model.sources import HF_FORM
 from tests.conftest import ROOT
 
 SETTINGS = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
-from tests.conftest import TRAIN_TINY, make_dataset, run_script
+from tests.conftest import TRAIN_TINY, make_dataset, run_here, run_script
 
 FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must record both phases
 
@@ -31,6 +31,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    assert "XNNPACK" not in printed, "LiteRT's delegate line reached the user"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
                         "converting it to LiteRT", "Choosing the served model.tflite", "Writing the model folder"):
@@ -39,7 +40,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     folder = read_model_folder(output)
     assert folder.classes == ["blue bird", "red bird"]
     names = {p.name for p in output.iterdir()}
-    assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
+    assert {"config.json", "model.weights.h5", "metadata.json", "model.tflite", "labels.json", "run_config.json",
+            "metrics.json", "history.json", "README.md",
             "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
     assert json.loads((output / "labels.id.json").read_text()) == ["blue bird", "Burung merah"]
@@ -70,27 +72,24 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     ("kelas,id\n", "the first line must be 'class' and language codes"),
     ("class,Bahasa Indonesia\n", "language codes such as id or en, not 'bahasa indonesia'"),
 ])
-def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str, says: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import train  # in-process: the refusal comes before any TensorFlow work, a new interpreter adds nothing
-
+def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str,
+                                                         says: str) -> None:
     (tmp_path / "names.csv").write_text(table, encoding="utf-8")
-    code = train.main(["--data", str(tiny_dataset), "--output", str(tmp_path / "run"), *map(str, FAST),
-                       "--class-names-file", str(tmp_path / "names.csv")])
-    printed = capsys.readouterr()
-    assert code == 2
-    assert says in printed.err and "Traceback" not in printed.err
-    assert "Phase 1" not in printed.out and not (tmp_path / "run").exists()
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", *FAST,
+                      "--class-names-file", tmp_path / "names.csv")
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert "Phase 1" not in result.stdout and not (tmp_path / "run").exists()
 
 
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
-    (output / "model.keras").write_text("an earlier model")
-    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    (output / "model.weights.h5").write_text("an earlier model")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", output, *FAST)
     assert result.returncode == 2
     assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
-    assert (output / "model.keras").read_text() == "an earlier model"
+    assert (output / "model.weights.h5").read_text() == "an earlier model"
 
 
 @pytest.mark.parametrize(
@@ -100,7 +99,7 @@ def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_
 def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, message: str) -> None:
     data = make_dataset(tmp_path / "d", classes, per_class=3) if classes else tmp_path / "d"
     data.mkdir(exist_ok=True)
-    result = run_script("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
+    result = run_here("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -108,7 +107,7 @@ def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, mess
 
 
 def test_missing_weights_file_is_named(tiny_dataset: Path, tmp_path: Path) -> None:
-    result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
     assert result.returncode == 2
     assert "--base-weights nope.h5: no such file" in result.stderr
 
@@ -126,4 +125,5 @@ def test_unreachable_imagenet_weights_say_how_to_train_offline(tiny_dataset: Pat
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
     assert "ImageNet weights" in line and "--base-weights PATH" in line and "--base-weights none" in line
+    assert "Dataset:" not in result.stdout, "the weights are checked before the photos"
     assert not (tmp_path / "run").exists()

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 from bird_model.artifacts import read_model_folder
@@ -54,8 +53,7 @@ def test_a_killed_two_replica_run_resumes_to_a_complete_servable_folder(tiny_dat
     history = json.loads((output / "history.json").read_text())
     assert len(history["phase1"]["loss"]) >= 1 and len(history["phase2"]["loss"]) >= 1
     assert not checkpoint_folder(output).exists(), "checkpoint left behind"
-    with zipfile.ZipFile(output / "model.keras") as saved_model:
-        assert "float16" not in saved_model.read("config.json").decode()
+    assert "float16" not in (output / "config.json").read_text(), "the saved Keras model is float32"
     prediction = Classifier(folder).classify(next(tiny_dataset.glob("red bird/*.png")))
     assert set(prediction.scores) == {"red bird", "blue bird"}
 

@@ -138,6 +138,12 @@ TEXT: dict[str, dict[str, str]] = {
         "already_saved": "Sudah tersimpan: Anda bilang {said}. Terima kasih.",
         "said_none": "bukan salah satu burung ini",
         "no_photo": "Tidak ada foto: unggah foto burung terlebih dahulu.",
+        # The feedback store's refusals (FeedbackError.reason); their English is the store's own message.
+        "refused_per_hour": ("Terima kasih, tetapi demo ini menyimpan paling banyak {count} laporan dari satu "
+                             "pengunjung per jam; foto Anda tidak disimpan. Silakan coba lagi nanti."),
+        "refused_full": ("Terima kasih, tetapi demo ini sudah menyimpan semua foto masukan yang diizinkan; foto Anda "
+                         "tidak disimpan."),
+        "refused_not_stored": "Masukan Anda tidak dapat disimpan saat ini; silakan coba lagi nanti.",
         "no_answer": ("Masukan adalah tentang sebuah jawaban: kirim foto ini untuk dikenali terlebih dahulu (Kirim, "
                       "atau /predict), lalu katakan burung apa sebenarnya."),
         "limits_title": "Yang diketahui model ini, dan batasnya",
