@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.checkpoints import CheckpointError
+from bird_model.cluster import ClusterError, WorkerLostError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, run_training
@@ -94,13 +95,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"No --data given: training on the original birds dataset, {DEFAULT_DATA}")
         try:
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
-            folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
-        except (DataSourceError, DatasetError, ModelFolderError, CheckpointError, FileNotFoundError) as error:
+            trained = run_training(sources, run_settings(args), parent=published_parent(args))
+        except (DataSourceError, DatasetError, ModelFolderError, CheckpointError, ClusterError,
+                FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
-        except BaseWeightsError as error:
+        except (BaseWeightsError, WorkerLostError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 1
+        if trained is None:  # a worker other than the chief: the chief writes and publishes
+            return 0
+        folder = trained.path
         if args.output is None:
             point_latest(folder)
             print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")
