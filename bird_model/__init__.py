@@ -12,8 +12,10 @@ The package is split by concern; ``train.py`` and ``app.py`` only wire these mod
 - ``cache``: the photo cache: each usable photo decoded once, on disk, checksummed
 - ``inputs``: the training input: cached photos streamed through tf.data (``Photos``)
 - ``model``: the MobileNetV2 classifier
-- ``training``: the two-phase fine-tuning
+- ``training``: the two-phase fine-tuning, one loop of our own under every ``tf.distribute`` strategy
+- ``plateaus``: early stopping and learning-rate reduction on validation loss, as checkpointable state
 - ``devices``: where training runs (the ``tf.distribute`` strategy) and in which precision
+- ``cluster``: this process's place in a multi-worker run (``TF_CONFIG``; worker 0 is the chief)
 - ``checkpoints``: epoch checkpoints of an unfinished run, for ``train.py --resume``
 - ``evaluation``: ``metrics.json`` as a typed record (``Metrics``) and the confusion matrix
 - ``curves``: the training curves picture (``training_curves.png``, from ``history.json``)

@@ -23,23 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from bird_model.checkpoints import Checkpoint, Histories, Progress
-from bird_model.cluster import Role, WorkerLostError
+from bird_model.cluster import ClusterError, Role, WorkerLostError
 from bird_model.console import step
 from bird_model.inputs import Photos, epoch_order
 from bird_model.model import feature_extractor, unfreeze_top
 from bird_model.plateaus import EarlyStopping, LearningRate
 from bird_model.settings import TrainingOptions
-
-Batches = Callable[[int], tf.data.Dataset]
-"""One epoch's batches of ``(inputs, labels)`` of one worker, given the batch size per replica."""
-
 
 def make_reproducible(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic.
@@ -89,6 +85,10 @@ def train_two_phases(
     saved = checkpoint.arrays() if checkpoint and (progress.epochs_done or progress.phase != "phase1") else {}
     if saved:
         _assign(model.variables, saved, "model")
+    if min(len(train), len(validation)) < role.workers:
+        raise ClusterError(f"{role.workers} workers need at least one training and one validation photo each "
+                           f"({len(train)} training, {len(validation)} validation photos).")
+    total_train, total_validation = len(train), len(validation)
     train, validation = train.shard(role.index, role.workers), validation.shard(role.index, role.workers)
     if progress.phase == "phase1":
         print(f"Phase 1: head only on the frozen base's features, up to {options.epochs} epochs")
@@ -102,9 +102,10 @@ def train_two_phases(
         )
         progress = _train_phase(
             Phase(1, options.epochs, options.learning_rate, 0.0, "phase2" if options.fine_tune_epochs > 0 else "done"),
-            head_model, model, options, progress, checkpoint, saved,
-            train_batches=lambda epoch, size: _arrays(train_features, train.labels, epoch_order(len(train), options.seed, 1, epoch), size),
-            validation_batches=lambda size: _arrays(validation_features, validation.labels, None, size),
+            head_model, model, options, progress, checkpoint, saved, role,
+            Share(len(train), total_train, lambda at, real, size: _arrays(train_features, train.labels, at, real, size)),
+            Share(len(validation), total_validation,
+                  lambda at, real, size: _arrays(validation_features, validation.labels, at, real, size)),
         )
     if progress.phase == "phase2":
         unfrozen = unfreeze_top(model, options.fine_tune_fraction)
@@ -112,9 +113,9 @@ def train_two_phases(
               f"up to {options.fine_tune_epochs} epochs")
         progress = _train_phase(
             Phase(2, options.fine_tune_epochs, options.fine_tune_learning_rate, options.fine_tune_min_delta, "done"),
-            model, model, options, progress, checkpoint, saved,
-            train_batches=lambda epoch, size: train.reordered(epoch_order(len(train), options.seed, 2, epoch)).batches(size),
-            validation_batches=validation.batches,
+            model, model, options, progress, checkpoint, saved, role,
+            Share(len(train), total_train, lambda at, real, size: _photos(train, at, real).batches(size)),
+            Share(len(validation), total_validation, lambda at, real, size: _photos(validation, at, real).batches(size)),
         )
     return progress.histories
 
@@ -142,8 +143,9 @@ def _train_phase(
     progress: Progress,
     checkpoint: Checkpoint | None,
     saved: dict[str, np.ndarray],
-    train_batches: Callable[[int, int], tf.data.Dataset],
-    validation_batches: Batches,
+    role: Role,
+    train: Share,
+    validation: Share,
 ) -> Progress:
     """Train ``fitted`` (the classifier, or its head) for one phase, from ``progress`` on; the phase's
     best weights end in ``classifier``. Returns the progress at the next phase's start."""
@@ -162,8 +164,9 @@ def _train_phase(
     while epoch < phase.epochs and not stopping.should_stop:
         started = time.monotonic()
         optimizer.learning_rate = rate.rate
-        trained = _run(strategy, steps.train, lambda size: train_batches(epoch, size), options.batch_size)
-        validated = _run(strategy, steps.evaluate, validation_batches, options.batch_size)
+        order = epoch_order(train.size, options.seed, phase.number, epoch)
+        trained = _run(strategy, steps.train, train, order, role.workers, options.batch_size)
+        validated = _run(strategy, steps.evaluate, validation, np.arange(validation.size), role.workers, options.batch_size)
         epoch += 1
         logs = {"loss": trained.loss, "accuracy": trained.accuracy, "val_loss": validated.loss,
                 "val_accuracy": validated.accuracy, "learning_rate": rate.rate}
@@ -186,11 +189,12 @@ def _train_phase(
                                        **_arrays_of(optimizer.variables, "optimizer"), **_prefixed(best, "best")})
     if best is not None:
         classifier.set_weights(best)
+    kept = stopping.best_epoch or epoch  # no epoch improved (a NaN loss): the last one's weights stay
     if stopping.should_stop:
-        print(f"Phase {phase.number} stopped at epoch {epoch}, kept epoch {stopping.best_epoch}")
+        print(f"Phase {phase.number} stopped at epoch {epoch}, kept epoch {kept}")
     elif epoch:
-        print(f"Phase {phase.number} ran all {epoch} epochs, kept epoch {stopping.best_epoch}")
-    history["kept_epoch"] = stopping.best_epoch
+        print(f"Phase {phase.number} ran its {epoch} epoch(s), kept epoch {kept}")
+    history["kept_epoch"] = kept
     progress = Progress(phase.next_phase, 0, {**progress.histories, phase.name: history})
     if checkpoint is not None:
         checkpoint.save(progress, _arrays_of(classifier.variables, "model"))
@@ -228,35 +232,60 @@ class Steps:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica_step, args=batch), axis=None)
 
     def _train_replica(self, inputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        # The global batch, counted: the last step of an epoch is short, and on some replicas empty.
-        count = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32))
+        real = tf.cast(labels != PADDING, tf.float32)
+        # The global batch, counted: the last step of an epoch is short, its batches padded.
+        count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(real))
         with tf.GradientTape() as tape:
             probabilities = self.model(inputs, training=True)
-            losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            losses = keras.losses.sparse_categorical_crossentropy(tf.maximum(labels, 0), probabilities) * real
             loss = tf.reduce_sum(losses) / tf.maximum(count, 1.0)
         gradients = tape.gradient(self.optimizer.scale_loss(loss), self.model.trainable_variables)
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        return _sums(labels, probabilities, losses)
+        return _sums(labels, probabilities, losses, real)
 
     def _evaluate_replica(self, inputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        real = tf.cast(labels != PADDING, tf.float32)
         probabilities = self.model(inputs, training=False)
-        return _sums(labels, probabilities, keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+        losses = keras.losses.sparse_categorical_crossentropy(tf.maximum(labels, 0), probabilities) * real
+        return _sums(labels, probabilities, losses, real)
 
 
-def _sums(labels: tf.Tensor, probabilities: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
-    correct = tf.equal(tf.argmax(probabilities, axis=-1, output_type=labels.dtype), labels)
-    return tf.stack([tf.reduce_sum(tf.cast(losses, tf.float32)), tf.reduce_sum(tf.cast(correct, tf.float32)),
-                     tf.cast(tf.size(labels), tf.float32)])
+def _sums(labels: tf.Tensor, probabilities: tf.Tensor, losses: tf.Tensor, real: tf.Tensor) -> tf.Tensor:
+    correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1, output_type=labels.dtype), labels), tf.float32)
+    return tf.stack([tf.reduce_sum(tf.cast(losses, tf.float32)), tf.reduce_sum(correct * real), tf.reduce_sum(real)])
 
 
-def _run(strategy: tf.distribute.Strategy, step_function: Callable, batches: Batches, batch_size: int) -> Totals:
-    """One pass of ``step_function`` over this worker's ``batches``, in step with the other workers.
+PADDING = -1
+"""The label of an example that only fills a batch: no loss, no gradient, not counted."""
 
-    A worker whose share ran out before the others' feeds its replicas empty batches until all
-    are done (``tf.distribute`` agrees on the end across workers), so every worker runs every step.
-    """
-    distributed = strategy.distribute_datasets_from_function(lambda context: batches(batch_size))
+
+@dataclass(frozen=True)
+class Share:
+    """This worker's share of one side of the split: ``size`` of the ``total`` examples of all workers,
+    and how to read them (positions in the share, which of them are real, batch size) as batches."""
+
+    size: int
+    total: int
+    read: Callable[[np.ndarray, np.ndarray, int], tf.data.Dataset]
+
+    def plan(self, order: np.ndarray, workers: int, per_step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The positions this worker reads in an epoch, in ``order``, and which of them are real.
+
+        Every worker takes the same number of steps, and every replica a full batch at every
+        step (an empty one breaks MobileNetV2's graph), so the share is padded, by repeating it,
+        to the steps the largest share needs; padding is labelled ``PADDING`` and weighs nothing.
+        """
+        steps = -(-(-(-self.total // workers)) // per_step)
+        return np.resize(order, steps * per_step), np.arange(steps * per_step) < self.size
+
+
+def _run(strategy: tf.distribute.Strategy, step_function: Callable, share: Share, order: np.ndarray, workers: int,
+         batch_size: int) -> Totals:
+    """One pass of ``step_function`` over this worker's ``share`` in ``order``, in step with the other workers."""
+    local_replicas = int(strategy.num_replicas_in_sync) // workers
+    positions, real = share.plan(order, workers, batch_size * local_replicas)
+    # One input pipeline per worker: its batches go to its replicas in turn.
+    distributed = strategy.distribute_datasets_from_function(lambda context: share.read(positions, real, batch_size))
     total = np.zeros(3)
     for batch in distributed:
         total += step_function(batch).numpy()
@@ -283,11 +312,16 @@ def _features(extractor: keras.Model, photos: Photos, batch_size: int = 32) -> n
     return np.concatenate(outputs) if outputs else np.zeros((0, width), dtype=np.float32)
 
 
-def _arrays(inputs: np.ndarray, labels: np.ndarray, order: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
-    """Batches of in-memory ``inputs`` and ``labels``, in ``order`` (all of them, as they are, without one)."""
-    if order is not None:
-        inputs, labels = inputs[order], labels[order]
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size)
+def _arrays(inputs: np.ndarray, labels: np.ndarray, positions: np.ndarray, real: np.ndarray,
+            batch_size: int) -> tf.data.Dataset:
+    """Batches of the in-memory ``inputs`` at ``positions``, labelled ``PADDING`` where not ``real``."""
+    return tf.data.Dataset.from_tensor_slices((inputs[positions], np.where(real, labels[positions], PADDING))).batch(batch_size)
+
+
+def _photos(photos: Photos, positions: np.ndarray, real: np.ndarray) -> Photos:
+    """The ``photos`` at ``positions``, labelled ``PADDING`` where not ``real``."""
+    chosen = photos.reordered(positions)
+    return replace(chosen, labels=np.where(real, chosen.labels, PADDING))
 
 
 def _arrays_of(variables: list, prefix: str) -> dict[str, np.ndarray]:
