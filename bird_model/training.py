@@ -85,7 +85,7 @@ def train_two_phases(
     saved = checkpoint.arrays() if checkpoint and (progress.epochs_done or progress.phase != "phase1") else {}
     if saved:
         _assign(model.variables, saved, "model")
-    if min(len(train), len(validation)) < role.workers:
+    if role.workers > 1 and min(len(train), len(validation)) < role.workers:
         raise ClusterError(f"{role.workers} workers need at least one training and one validation photo each "
                            f"({len(train)} training, {len(validation)} validation photos).")
     total_train, total_validation = len(train), len(validation)
