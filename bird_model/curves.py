@@ -39,7 +39,7 @@ def save_training_curves(histories: dict[str, dict[str, Any]], path: Path) -> No
         for number, (phase, offset) in enumerate(zip(phases, np.cumsum([0, *lengths])), start=1):
             if phase.get("kept_epoch"):
                 axes.axvline(offset + phase["kept_epoch"], color="tab:green", alpha=0.5,
-                             label=f"kept epoch (phase {number})" if len(phases) > 1 else "kept epoch")
+                             label="kept epoch" if number == 1 else "_kept epoch")  # one legend entry
         if len(lengths) > 1:
             axes.axvline(lengths[0] + 0.5, color="grey", linestyle=":")
             axes.text(lengths[0] + 0.5, 0.5, "fine-tuning starts ", transform=axes.get_xaxis_transform(),

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, free_port, make_dataset, run_script
 
 COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200), "green bird": (40, 180, 40)}
-OPTIONS = ("--base-weights", PROXY_WEIGHTS, "--epochs", "10", "--fine-tune-epochs", "1", "--image-size", "32")
+OPTIONS = ("--base-weights", PROXY_WEIGHTS, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32")
 PER_REPLICA_BATCH = 16
 """Each of two workers takes 16 photos a step: the global batch, 32, holds all 24 training photos, as
 the one-process run's does with --batch-size 32. Each epoch is then one step on the same photos in
