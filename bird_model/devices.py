@@ -1,7 +1,7 @@
 """Where training runs: the ``tf.distribute`` strategy and the numeric precision, chosen in one place.
 
 - ``TF_CONFIG`` set: ``MultiWorkerMirroredStrategy``, one replica per device on every machine
-  it names (the same ``train.py`` command runs on each).
+  it names (the same ``train.py`` command runs on each; ``bird_model.cluster`` says which is the chief).
 - Several GPUs (or, for tests, several logical CPUs from ``BIRD_SPLIT_CPU``): ``MirroredStrategy``.
 - Otherwise TensorFlow's default strategy: one device, nothing distributed.
 
