@@ -134,6 +134,14 @@ def run_script(
     )
 
 
+def start_train_py(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``train.py`` started as a user starts it, not waited for: for runs killed midway or run side by side."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT,
+        env={**os.environ, **QUIET_ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
 @pytest.fixture
 def hub_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An empty cache, no token or telemetry from this machine, and no proxy for 127.0.0.1."""

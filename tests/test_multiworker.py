@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, free_port, make_dataset, run_script
+from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, free_port, make_dataset, run_script, start_train_py
 
 COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200), "green bird": (40, 180, 40)}
 OPTIONS = ("--base-weights", PROXY_WEIGHTS, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32")
@@ -21,13 +21,6 @@ both runs, and they differ only in the dropout and augmentation draws (per repli
 of float sums."""
 ACCURACY_MARGIN = 0.17
 """One of the six validation photos."""
-
-
-def train_py(*args: str | Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env={**os.environ, **QUIET_ENV, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
 
 
 def tf_config(ports: list[int], index: int) -> str:
@@ -41,16 +34,15 @@ def test_two_workers_train_one_model_as_good_as_one_process(tmp_path: Path) -> N
     data = make_dataset(tmp_path / "birds", COLOURS, per_class=10)
     ports = [free_port(), free_port()]
     outputs = [tmp_path / "worker0", tmp_path / "worker1"]
-    # The one-process run beside the workers: the same command without TF_CONFIG, the same split.
-    processes = [train_py("--data", data, "--output", output, *OPTIONS, "--batch-size", PER_REPLICA_BATCH,
+    # The one-process run beside the workers: no TF_CONFIG, the workers' global batch, the same split.
+    processes = [start_train_py("--data", data, "--output", output, *OPTIONS, "--batch-size", PER_REPLICA_BATCH,
                           env={"TF_CONFIG": tf_config(ports, index)}) for index, output in enumerate(outputs)]
-    processes.append(train_py("--data", data, "--output", tmp_path / "alone", *OPTIONS,
+    processes.append(start_train_py("--data", data, "--output", tmp_path / "alone", *OPTIONS,
                               "--batch-size", 2 * PER_REPLICA_BATCH, env={}))
-    results = []
-    for process in processes:
-        try:
-            results.append(process.communicate(timeout=300))
-        finally:
+    try:
+        results = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
             process.kill()
     for process, (stdout, stderr) in zip(processes, results):
         assert process.returncode == 0, f"{stdout}\n{stderr}"

@@ -19,17 +19,10 @@ from bird_model.artifacts import read_model_folder
 from bird_model.checkpoints import STATE_FILE, checkpoint_folder
 from bird_model.devices import SPLIT_CPU_ENV
 from bird_model.inference import Classifier
-from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, run_script
+from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, run_script, start_train_py
 
 OPTIONS = ("--base-weights", "none", "--epochs", "3", "--fine-tune-epochs", "2", "--image-size", "32")
 TWO_REPLICAS = {SPLIT_CPU_ENV: "2"}
-
-
-def start_train_py(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT,
-        env={**os.environ, **QUIET_ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
 
 
 def saved_weights(folder: Path) -> dict[str, np.ndarray]:
@@ -51,27 +44,30 @@ def test_a_run_killed_in_phase_2_resumes_to_the_uninterrupted_model(tiny_dataset
     """Also one seed, one model: the resumed run is a second run with the seed, compared array for array."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     uninterrupted = start_train_py("--data", tiny_dataset, "--output", whole, *LEARNING)
-    process = start_train_py("--data", tiny_dataset, "--output", killed, *LEARNING)
-    state = checkpoint_folder(killed) / STATE_FILE
     try:
-        deadline = time.monotonic() + 600
-        while not (state.is_file() and json.loads(state.read_text())["phase"] == "phase2"
-                   and json.loads(state.read_text())["epochs_done"] >= 1):
-            assert process.poll() is None, f"train.py ended before a phase-2 checkpoint:\n{process.stdout.read()}"
-            assert time.monotonic() < deadline, "no phase-2 checkpoint after 10 minutes"
-            time.sleep(0.01)
-        process.kill()  # SIGKILL: nothing of the run gets to save anything more
-    finally:
-        process.kill()
-        process.communicate()
-    saved = json.loads(state.read_text())
-    assert saved["phase"] == "phase2" and not killed.exists(), "the run finished before it was killed"
+        process = start_train_py("--data", tiny_dataset, "--output", killed, *LEARNING)
+        state = checkpoint_folder(killed) / STATE_FILE
+        try:
+            deadline = time.monotonic() + 600
+            while not (state.is_file() and json.loads(state.read_text())["phase"] == "phase2"
+                       and json.loads(state.read_text())["epochs_done"] >= 1):
+                assert process.poll() is None, f"train.py ended before a phase-2 checkpoint:\n{process.communicate()}"
+                assert time.monotonic() < deadline, "no phase-2 checkpoint after 10 minutes"
+                time.sleep(0.01)
+            process.kill()  # SIGKILL: nothing of the run gets to save anything more
+        finally:
+            process.kill()
+            process.communicate()
+        saved = json.loads(state.read_text())
+        assert saved["phase"] == "phase2" and not killed.exists(), "the run finished before it was killed"
 
-    resumed = run_script("train.py", "--data", tiny_dataset, "--output", killed, *LEARNING, "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"Resuming from {checkpoint_folder(killed)}: phase 2 at epoch {saved['epochs_done'] + 1}" in resumed.stdout
-    whole_output = uninterrupted.communicate(timeout=600)[0]
-    assert uninterrupted.returncode == 0, whole_output
+        resumed = run_script("train.py", "--data", tiny_dataset, "--output", killed, *LEARNING, "--resume")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"Resuming from {checkpoint_folder(killed)}: phase 2 at epoch {saved['epochs_done'] + 1}" in resumed.stdout
+        whole_output = uninterrupted.communicate(timeout=600)
+        assert uninterrupted.returncode == 0, whole_output
+    finally:
+        uninterrupted.kill()  # only if the test failed before it ended
 
     for name in ("metrics.json", "history.json"):
         assert json.loads((killed / name).read_text()) == json.loads((whole / name).read_text()), name
