@@ -32,6 +32,10 @@ needs_parrots = pytest.mark.skipif(
     not PARROTS.is_dir(), reason=f"reference dataset not found at {PARROTS} (only present on the team's machines)"
 )
 
+LEARNING_BACKBONE = str(PROXY_WEIGHTS) if PROXY_WEIGHTS.is_file() else "none"
+"""``--base-weights`` for tests that compare runs: the stand-in backbone, whose tiny models learn, where
+the team's files are; elsewhere (CI) a random one, whose loss stays near log 2 but whose weights
+still move, so runs can still be compared weight for weight."""
 TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
 TRAIN_TINY = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
 """The cheapest real train.py run: what it costs is TensorFlow's start and the export, not the model."""

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import PROXY_WEIGHTS, QUIET_ENV, ROOT, free_port, make_dataset, run_script, start_train_py
+from tests.conftest import LEARNING_BACKBONE, QUIET_ENV, ROOT, free_port, make_dataset, run_script, start_train_py
 
 COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200), "green bird": (40, 180, 40)}
-OPTIONS = ("--base-weights", PROXY_WEIGHTS, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32")
+OPTIONS = ("--base-weights", LEARNING_BACKBONE, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32")
 PER_REPLICA_BATCH = 16
 """Each of two workers takes 16 photos a step: the global batch, 32, holds all 24 training photos, as
 the one-process run's does with --batch-size 32. Each epoch is then one step on the same photos in
@@ -29,7 +27,6 @@ def tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-@pytest.mark.skipif(not PROXY_WEIGHTS.is_file(), reason=f"stand-in backbone weights not found at {PROXY_WEIGHTS}")
 def test_two_workers_train_one_model_as_good_as_one_process(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "birds", COLOURS, per_class=10)
     ports = [free_port(), free_port()]
