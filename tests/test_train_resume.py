@@ -4,6 +4,7 @@ exactly where the uninterrupted run does, in a complete servable folder."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_a_run_killed_in_phase_2_resumes_to_the_uninterrupted_model(tiny_dataset
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert "Devices: MirroredStrategy, 2 replica(s), precision float32" in resumed.stdout
         assert f"Resuming from {checkpoint_folder(killed)}: phase 2 at epoch {saved['epochs_done'] + 1}" in resumed.stdout
+        kept = re.search(r"^Phase 2 (stopped at epoch \d+|ran its \d+ epoch\(s\)), kept epoch (\d+)$", resumed.stdout, re.M)
+        assert kept, resumed.stdout
         whole_output = uninterrupted.communicate(timeout=600)
         assert uninterrupted.returncode == 0, whole_output
     finally:
@@ -77,6 +80,7 @@ def test_a_run_killed_in_phase_2_resumes_to_the_uninterrupted_model(tiny_dataset
     prediction = Classifier(read_model_folder(killed)).classify(next(tiny_dataset.glob("red bird/*.png")))
     assert set(prediction.scores) == {"red bird", "blue bird"}
 
+    assert json.loads((killed / "history.json").read_text())["phase2"]["kept_epoch"] == int(kept.group(2))
     for name in ("metrics.json", "history.json"):
         assert json.loads((killed / name).read_text()) == json.loads((whole / name).read_text()), name
     expected, got = saved_weights(whole), saved_weights(killed)
