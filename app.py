@@ -3,23 +3,9 @@
     python app.py                        # serves runs/latest, the newest run of train.py
     BIRD_MODEL=OWNER/NAME python app.py  # a model published on the Hugging Face Hub
 
-Settings (options override environment variables):
-  --model / BIRD_MODEL    model folder, or Hugging Face Hub repo id OWNER/NAME (default: runs/latest)
-  --revision / BIRD_MODEL_REVISION   branch, tag or commit of a Hub model (default main)
-  HF_TOKEN                token for a private Hub model
-  HF_HUB_OFFLINE=1        serve the cached copy of a Hub model without network
-  --top-k / BIRD_TOP_K    classes shown per prediction (default 3)
-  --share / GRADIO_SHARE  also ask Gradio for a public share link
-  BIRD_LOG_DIR            prediction log folder (default logs/predictions)
-  BIRD_LOG_IMAGES=1       also keep every uploaded photo in the log folder
-  BIRD_LOG_REPO, BIRD_LOG_EVERY  mirror the log to this Hub dataset repo every N minutes (default 5)
-  BIRD_FEEDBACK_PER_HOUR  visitors' corrections stored per caller per hour (default 20)
-  BIRD_FEEDBACK_MAX_MB    disk the stored corrections may take, across restarts (default 1024)
-Visitors' corrections (the buttons under an answer, the /feedback API) wait in the log folder
-as BIRD_LOG_DIR/feedback/pending/CLASS/ photos until the operator reviews them
-(python -m bird_model.feedback list | accept | reject); they are mirrored with the log.
-  --monitoring / BIRD_MONITORING=1  add the Monitoring tab (off by default: it is for the operator)
-  GRADIO_SERVER_NAME, GRADIO_SERVER_PORT  where to listen (Gradio's own settings)
+Every option and environment variable, with its default (options override variables):
+docs/settings.md, "app.py". Visitors' corrections wait in BIRD_LOG_DIR/feedback/pending/ for the
+operator's review (python -m bird_model.feedback list | accept | reject).
 """
 
 from __future__ import annotations
@@ -49,11 +35,11 @@ CONCURRENCY_LIMIT: int | None = 2
 """Predictions Gradio runs at once: with 2, one photo decodes while another is in the
 interpreter (decoding runs outside its lock); 4 was no faster per CPU second it got, and every
 running prediction may hold a large photo's decode in memory, so the limit also bounds memory.
-Measured with benchmarks/load.py: README.md, "Performance", Load."""
+Measured with benchmarks/load.py: benchmarks/README.md, "Load"."""
 
 QUEUE_MAX_SIZE: int | None = 200
 """Requests waiting beyond it are refused at once with "Queue is full" instead of waiting
-(a few seconds of work at the rate README.md, "Performance", Load measured); queued requests
+(a few seconds of work at the rate benchmarks/README.md, "Load", measured); queued requests
 hold no decoded pixels (their uploads are on disk), so the bound is on waiting, not memory."""
 
 UPLOAD_CACHE_SWEEP = (3600, 3600)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.checkpoints import CheckpointError
+from bird_model.class_names import ClassNamesError
 from bird_model.cluster import ClusterError, WorkerLostError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
-from bird_model.pipeline import BaseWeightsError, run_training
+from bird_model.pipeline import BaseWeightsError, check_base_weights, run_training
 from bird_model.release import Parent, find_parent, publish
 from bird_model.settings import CACHE_ENV, DEFAULT_DATA, RunSettings, TrainingOptions, default_cache_dir
 from bird_model.sources import SPEC_FORMS, DataSourceError, resolve_source
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--license", default=RUN.license, metavar="ID",
                         help=f"the model card's license, a Hub license id such as cc-by-4.0 or apache-2.0; "
                              f"the photos' terms decide it (default {RUN.license})")
+    parser.add_argument("--class-names-file", type=Path, metavar="CSV",
+                        help="display names per language for the page: a CSV whose first line is 'class' and "
+                             "language codes (class,id,en), then one line per class folder")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help=f"where decoded photos are kept for later runs (default here: {default_cache_dir()}; "
                              f"${CACHE_ENV} moves it)")
@@ -94,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data:
             print(f"No --data given: training on the original birds dataset, {DEFAULT_DATA}")
         try:
+            check_base_weights(args.base_weights, args.image_size)
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
             trained = run_training(sources, run_settings(args), parent=published_parent(args))
-        except (DataSourceError, DatasetError, ModelFolderError, CheckpointError, ClusterError,
+        except (DataSourceError, DatasetError, ClassNamesError, ModelFolderError, CheckpointError, ClusterError,
                 FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
@@ -134,6 +139,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         overwrite=args.overwrite,
         model_name=args.model_name,
         license=args.license,
+        class_names_file=args.class_names_file,
         cache_dir=args.cache_dir or default_cache_dir(),
         resume=args.resume,
         training=TrainingOptions(

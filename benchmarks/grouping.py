@@ -2,7 +2,7 @@
 
     python benchmarks/grouping.py [--photos 90000] [--classes 500] [--copies 0.05] [--seed 0]
 
-Times ``_group_near_duplicates`` twice on the same hashes: all photos in one class (the
+Times ``group_near_duplicates`` twice on the same hashes: all photos in one class (the
 worst case, since every pair of a class is compared) and spread evenly over ``--classes``
 classes. A fraction ``--copies`` of the photos are copies of another photo of their class
 with 0 to 8 bits flipped, so groups form, some at exactly the threshold and some just past
@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe_machine
-from bird_model.data import NEAR_DUPLICATE_BITS, Sample, _group_near_duplicates
+from bird_model.near_duplicates import NEAR_DUPLICATE_BITS, group_near_duplicates
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,9 +51,8 @@ def planted_hashes(count: int, copies: float, block: int, rng: np.random.Generat
 
 def timed_grouping(hashes: np.ndarray, labels: list[str]) -> tuple[float, int]:
     """Seconds to group, and how many groups hold more than one photo."""
-    samples = [Sample(Path(f"{i}.jpg"), label, "", int(h)) for i, (h, label) in enumerate(zip(hashes, labels))]
     start = time.perf_counter()
-    groups = _group_near_duplicates(samples)
+    groups = group_near_duplicates(labels, [int(h) for h in hashes])
     return time.perf_counter() - start, sum(len(group) > 1 for group in groups)
 
 

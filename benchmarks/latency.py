@@ -113,7 +113,7 @@ def main() -> None:
     photos = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
     if not photos:
         raise SystemExit(f"No photos under {args.photos}.")
-    served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else folder.model_path.name
+    served = LITERT_FILE if (folder.path / LITERT_FILE).is_file() else "the Keras model"
     serving, explained = f"serving: Classifier.classify ({served})", "serving + overlay: Classifier.explain"
     ways = {"original: Pillow + model.predict": original_way(folder, args.top_k), serving: serving_path(folder, args.top_k)}
     if (with_overlay := serving_path_with_overlay(folder, args.top_k)) is not None:

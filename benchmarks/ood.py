@@ -319,7 +319,7 @@ def print_verdicts(detector: OutlierDetector, outside: Photos, classes: list[str
 
 def print_markdown(result: dict, baseline: dict, folder: artifacts.ModelFolder) -> None:
     inside, packaged, synthetic = result["counts"]
-    print("Markdown for the README:\n")
+    print("Markdown for benchmarks/README.md:\n")
     print(
         f"| Score | AUROC packaged ({packaged}) | AUROC all OOD ({packaged + synthetic}) | "
         f"Validation pass ({inside}) | Pass, left out | Unknown packaged | Unknown noise + flat ({synthetic}) |"

@@ -37,6 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bird_model.artifacts import RUN_CONFIG_FILE  # noqa: E402
 from bird_model.feedback import FeedbackError, FeedbackStore  # noqa: E402
 from bird_model.formats import SUPPORTED_EXTENSIONS  # noqa: E402
 from bird_model.inference import Prediction  # noqa: E402
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(tail(parent.stderr, 20))
             return 1
         parent_metrics = json.loads((work / "parent" / "metrics.json").read_text())["validation"]
-        classes = json.loads((work / "parent" / "config.json").read_text())["classes"]
+        classes = json.loads((work / "parent" / RUN_CONFIG_FILE).read_text())["classes"]
         victim = parent_metrics["per_class"][VICTIM]
         print(f"  parent: validation accuracy {parent_metrics['accuracy']:.2%}, {VICTIM} {victim['recall']:.2%} "
               f"on {victim['support']}")

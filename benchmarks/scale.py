@@ -17,7 +17,7 @@ photo cache, and this reports:
 - phase 2 per 1,000 training photos: from train.py's "Phase 2:" line to the end of its one
   fine-tuning epoch (the epoch-end line Keras prints), divided by the training photos.
 
-Results print as a Markdown table (the one in README.md, "Training at scale") and go to a JSON
+Results print as a Markdown table (the one in benchmarks/README.md, "Training at scale") and go to a JSON
 under benchmarks/results/. Run it alone on the machine: the figures are wall-clock seconds.
 """
 

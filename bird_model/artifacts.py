@@ -1,6 +1,8 @@
 """The model folder: the one unit that training writes, the Hub stores and the app serves.
 
-A folder holds ``model.keras`` with its label map, config, metrics, history, training curves, confusion
+A folder holds the Keras model in Keras' own directory layout (``config.json``, ``model.weights.h5``,
+``metadata.json``: what ``keras.saving.load_model("hf://OWNER/NAME")`` reads from a Hub repo's root)
+with its label map, run config (``run_config.json``), metrics, history, training curves, confusion
 matrix, dataset report, split, model card and example photos. It is written to a staging
 folder and moved into place only when complete, so a failed run never leaves half a model
 where a good one was, and it is validated as a whole before it is published or served: a
@@ -18,19 +20,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
-
-from bird_model.data import Dataset, Split
 from bird_model.evaluation import Metrics
-from bird_model.images import to_rgb
-from bird_model.settings import LATEST_LINK, RUNS_DIR
+from bird_model.settings import LATEST_LINK, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RUNS_DIR
 
 FORMAT_VERSION = 1
 
-MODEL_FILE = "model.keras"
+KERAS_CONFIG_FILE = "config.json"
+KERAS_WEIGHTS_FILE = "model.weights.h5"
+KERAS_METADATA_FILE = "metadata.json"
+KERAS_FILES = (KERAS_CONFIG_FILE, KERAS_WEIGHTS_FILE, KERAS_METADATA_FILE)
+"""The Keras model as ``keras.saving.save_model(model, folder, zipped=False)`` writes it: the names
+Keras' loader reads from a folder or an ``hf://`` repo root, so the Hub's own "Use this model"
+snippet loads a published folder as it is."""
+RUN_CONFIG_FILE = "run_config.json"
+"""Image size, classes, versions, options and data sources of the run (``config.json`` is Keras')."""
+LEGACY_MODEL_FILE = "model.keras"
+LEGACY_CONFIG_FILE = "config.json"
+"""Folders written before the Keras layout kept the model zipped in ``model.keras`` and the run
+config in ``config.json``; they are still read and served."""
 LITERT_FILE = "model.tflite"
 LABELS_FILE = "labels.json"
-CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -42,12 +51,26 @@ BASELINE_FILE = "baseline.json"
 CARD_FILE = "README.md"
 EXAMPLES_DIR = "examples"
 
-REQUIRED_FILES = (LABELS_FILE, CONFIG_FILE, METRICS_FILE, CARD_FILE)
-"""Besides a model: ``model.keras`` (the source of truth) or its serving conversion ``model.tflite``."""
-SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, CONFIG_FILE, METRICS_FILE, OOD_FILE, BASELINE_FILE,
-                    f"{EXAMPLES_DIR}/*"]
-"""What the app needs from a published folder; downloads are restricted to these. ``model.keras``
-is fetched only for a folder without ``model.tflite``, halving what a Space downloads."""
+REQUIRED_FILES = (LABELS_FILE, METRICS_FILE, CARD_FILE)
+"""Besides a run config and a model: the Keras model (the source of truth) or its serving conversion
+``model.tflite``."""
+
+MAX_DISPLAY_NAME = 100
+"""Longest display name a ``labels.LANG.json`` may hold: it is shown on the page as it is."""
+
+
+def display_names_file(language: str) -> str:
+    """``labels.LANG.json``: the classes' names in one language, a list in the order of ``labels.json``."""
+    return f"labels.{language}.json"
+
+
+SERVING_PATTERNS = [CARD_FILE, LITERT_FILE, LABELS_FILE, display_names_file("*"), RUN_CONFIG_FILE, METRICS_FILE,
+                    OOD_FILE, BASELINE_FILE, f"{EXAMPLES_DIR}/*"]
+"""What the app needs from a published folder; downloads are restricted to these. The Keras model is
+fetched only for a folder without ``model.tflite``, halving what a Space downloads, and a legacy
+folder's ``config.json`` only when it has no ``run_config.json`` (today it is Keras' 170 KB config)."""
+KERAS_PATTERNS = [*KERAS_FILES, LEGACY_MODEL_FILE]
+"""The Keras model in either layout, for a folder without ``model.tflite``."""
 
 
 class ModelFolderError(ValueError):
@@ -62,10 +85,17 @@ class ModelFolder:
     classes: list[str]
     config: dict[str, Any]
     metrics: Metrics
+    config_file: str = RUN_CONFIG_FILE
+    """Where the run config was read from: :data:`RUN_CONFIG_FILE`, or :data:`LEGACY_CONFIG_FILE` in a legacy folder."""
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        """What ``keras.saving.load_model`` opens: the folder itself (Keras' layout), or a legacy ``model.keras``."""
+        return self.path if self.config_file == RUN_CONFIG_FILE else self.path / LEGACY_MODEL_FILE
+
+    @property
+    def has_keras_model(self) -> bool:
+        return all((self.path / name).is_file() for name in keras_model_files(self.config_file))
 
     @property
     def image_size(self) -> int:
@@ -76,9 +106,9 @@ class ModelFolder:
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
     def example_class(self, photo: Path) -> str:
-        """The class an example photo shows (:func:`save_examples` names each after its class),
+        """The class an example photo shows (:func:`bird_model.dataset_files.save_examples` names each after its class),
         or its file name for one it did not write."""
-        return {_file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
+        return {file_stem(name): name for name in self.classes}.get(photo.stem, photo.stem)
 
 
 def new_run_folder(runs: Path = RUNS_DIR) -> Path:
@@ -137,33 +167,51 @@ def labels_document(classes: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def read_model_folder(path: Path) -> ModelFolder:
-    """Load and cross-check a folder's metadata; raises :class:`ModelFolderError` with the reason."""
+    """Load and cross-check a folder's metadata; raises :class:`ModelFolderError` with the reason.
+
+    A folder may be a stranger's download from the Hub, so what is read is checked, not trusted:
+    the image size must be one the model can take, the classes those of the label map.
+    """
     if not path.is_dir():
         raise ModelFolderError(f"Model folder not found: {path}")
+    config_file = RUN_CONFIG_FILE if (path / RUN_CONFIG_FILE).is_file() else LEGACY_CONFIG_FILE
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if not (path / MODEL_FILE).is_file() and not (path / LITERT_FILE).is_file():
-        missing.insert(0, MODEL_FILE)
+    if not (path / config_file).is_file():
+        missing.insert(0, RUN_CONFIG_FILE)
+    if not (path / LITERT_FILE).is_file():
+        missing[:0] = [name for name in keras_model_files(config_file) if not (path / name).is_file()]
     if missing:
         raise ModelFolderError(f"Model folder {path} is incomplete: missing {', '.join(missing)}.")
     labels = _read_json(path / LABELS_FILE)
-    config = _read_json(path / CONFIG_FILE)
+    config = _read_json(path / config_file)
     metrics = _read_json(path / METRICS_FILE)
     classes = _classes_from_labels(labels, path)
     if config.get("format_version") != FORMAT_VERSION:
         raise ModelFolderError(
-            f"{path / CONFIG_FILE} has format_version {config.get('format_version')!r}; "
+            f"{path / config_file} has format_version {config.get('format_version')!r}; "
             f"this version of the app reads {FORMAT_VERSION}."
         )
     if config.get("classes") != classes:
         raise ModelFolderError(
-            f"{path / LABELS_FILE} does not match {CONFIG_FILE}: the label map lists {classes}, "
+            f"{path / LABELS_FILE} does not match {config_file}: the label map lists {classes}, "
             f"the config {config.get('classes')}. The files come from different runs."
+        )
+    size = config.get("image_size")
+    if type(size) is not int or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ModelFolderError(
+            f"{path / config_file} has image_size {size!r}; expected a whole number of pixels from "
+            f"{MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}."
         )
     try:
         typed_metrics = Metrics.from_json(metrics)
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ModelFolderError(f"{path / METRICS_FILE} is not a metrics file of this format ({error}).") from error
-    return ModelFolder(path=path, classes=classes, config=config, metrics=typed_metrics)
+    return ModelFolder(path=path, classes=classes, config=config, metrics=typed_metrics, config_file=config_file)
+
+
+def keras_model_files(config_file: str) -> tuple[str, ...]:
+    """The files that hold the Keras model in a folder whose run config is ``config_file``."""
+    return (KERAS_CONFIG_FILE, KERAS_WEIGHTS_FILE) if config_file == RUN_CONFIG_FILE else (LEGACY_MODEL_FILE,)
 
 
 def _classes_from_labels(labels: dict[str, Any], path: Path) -> list[str]:
@@ -189,55 +237,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def dataset_report(dataset: Dataset) -> dict[str, Any]:
-    """What was used, what was skipped and why, and which photos were grouped as near-identical.
-
-    Files are named by source (the index into config.json's ``dataset.sources``) and path
-    inside it, never by absolute path: the folder is published.
-    """
-    return {
-        "usable": len(dataset.samples),
-        "counts": dataset.counts(),
-        "skipped": [{**_located(dataset, r.path), "reason": r.reason} for r in dataset.rejections],
-        "near_duplicate_groups": [
-            [_located(dataset, s.path) for s in group] for group in dataset.near_duplicate_groups()
-        ],
-    }
-
-
-def split_listing(dataset: Dataset, split: Split) -> dict[str, list[dict[str, Any]]]:
-    """Each split's files with content hashes, so a split can be audited or reproduced."""
-    def rows(indices: list[int]) -> list[dict[str, Any]]:
-        return [
-            {**_located(dataset, dataset.samples[i].path), "label": dataset.samples[i].label,
-             "sha256": dataset.samples[i].sha256}
-            for i in indices
-        ]
-
-    return {"train": rows(split.train), "validation": rows(split.validation)}
-
-
-def _located(dataset: Dataset, path: Path) -> dict[str, Any]:
-    source, relative = dataset.locate(path)
-    return {"source": source, "path": relative}
-
-
-def save_examples(folder: Path, dataset: Dataset, split: Split, max_side: int = 320) -> None:
-    """One validation photo per class, scaled down, for the demo's example gallery."""
-    examples = folder / EXAMPLES_DIR
-    examples.mkdir(exist_ok=True)
-    for label in dataset.classes:
-        index = next(
-            (i for i in split.validation + split.train if dataset.samples[i].label == label), None
-        )
-        if index is None:
-            continue
-        with Image.open(dataset.samples[index].path) as image:
-            photo = to_rgb(ImageOps.exif_transpose(image))
-            photo.thumbnail((max_side, max_side))
-            photo.save(examples / f"{_file_stem(label)}.jpg", quality=88)
-
-
-def _file_stem(label: str) -> str:
+def file_stem(label: str) -> str:
     """A portable file name for a class (class names can hold any character)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label).strip("_") or "class"

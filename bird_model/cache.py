@@ -1,7 +1,7 @@
 """The photo cache: each usable photo decoded once, at model size, into a file tf.data reads natively.
 
 Decoding a JPEG and resizing it costs far more than reading 150 KB, and a dataset is checked
-again on every run and every retraining, so the decoded pixels are kept on disk (README.md,
+again on every run and every retraining, so the decoded pixels are kept on disk (docs/training.md,
 "Training at scale"). An entry is named by what determines its pixels: the photo's SHA-256,
 the image size and :data:`DECODER_VERSION`; the same photo in another folder or under another
 name is the same entry. Its bytes are the raw ``(size, size, 3)`` uint8 RGB pixels followed by

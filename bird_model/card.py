@@ -1,7 +1,7 @@
 """The model card (``README.md`` of the model folder), in the Hugging Face model-card format.
 
 Its YAML metadata lets the Hub index the model (library, task, base model, license, training
-datasets, validation metrics as eval results); its text tells a visitor what the model
+datasets, and validation metrics as ``model-index`` results where they name a Hub dataset); its text tells a visitor what the model
 knows, how well, what it was trained on, how to use it and where it fails. It stays
 readable with hundreds of classes: the per-class table then shows the weakest classes and
 folds the full list into a ``<details>`` block (every number is also in ``metrics.json``).
@@ -27,6 +27,9 @@ FULL_TABLE_UP_TO = 20
 """Classes up to which the card shows the whole per-class table; beyond, the weakest
 :data:`WEAKEST_SHOWN` first and the full table folded."""
 WEAKEST_SHOWN = 10
+
+MODEL_TAGS = ("image-classification", "keras", "mobilenet_v2", "birds", "tensorflow")
+"""The model card's tags; the Space's card repeats them (:mod:`bird_model.space_files`)."""
 
 TEMPLATE = """---
 {{ card_data }}
@@ -91,14 +94,16 @@ trainer did not state one: the photos' own terms apply){% endif %}.
 From Python (Keras 3). `load_photo` decodes a photo exactly as training did (this project's
 `bird_model.images.load_rgb`, for 8-bit photos): the camera's EXIF rotation applied,
 transparency on white, bilinear resizing to {{ image_size }} x {{ image_size }} without keeping the aspect ratio.
-The model scales the 0-255 pixels itself.
+The model scales the 0-255 pixels itself. The repo's root holds it in Keras' own layout
+(`config.json`, `model.weights.h5`, `metadata.json`), which `keras.saving.load_model("hf://...")` reads;
+the training run's settings are in `run_config.json`.
 
 ```python
 import json
 
 import keras
 import numpy as np
-from huggingface_hub import snapshot_download
+from huggingface_hub import hf_hub_download
 from PIL import Image, ImageOps
 
 
@@ -119,9 +124,8 @@ def load_photo(path, size={{ image_size }}):
     return np.asarray(image, dtype=np.uint8)
 
 
-folder = snapshot_download("{{ repo_id }}")
-model = keras.saving.load_model(f"{folder}/model.keras", safe_mode=True)
-labels = json.load(open(f"{folder}/labels.json"))["id2label"]
+model = keras.saving.load_model("hf://{{ repo_id }}")  # safe_mode: no code from the repo runs
+labels = json.load(open(hf_hub_download("{{ repo_id }}", "labels.json")))["id2label"]
 probabilities = model.predict(load_photo("bird.jpg")[None], verbose=0)[0]
 print(labels[str(probabilities.argmax())], probabilities.max())
 ```
@@ -166,21 +170,10 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
         datasets=hub_datasets or None,
         library_name="keras",
         pipeline_tag="image-classification",
-        tags=["image-classification", "keras", "mobilenet_v2", "birds", "tensorflow"],
+        tags=list(MODEL_TAGS),
         model_name=config["model_name"],
         metrics=["accuracy", "f1"],
-        eval_results=[
-            EvalResult(
-                task_type="image-classification",
-                dataset_type="imagefolder",
-                dataset_name=config["model_name"] + " photos",
-                dataset_split="validation",
-                metric_type=metric,
-                metric_name=name,
-                metric_value=round(getattr(validation, key), 4),
-            )
-            for metric, name, key in (("accuracy", "Accuracy", "accuracy"), ("f1", "Macro F1", "macro_f1"))
-        ],
+        eval_results=eval_results(dataset["sources"], metrics) or None,
     )
     counts = dataset["split_counts"]
     class_rows = [
@@ -217,6 +210,33 @@ def render_model_card(config: dict[str, Any], metrics: Metrics, repo_id: str | N
         confusion_file=CONFUSION_FILE,
         curves_file=CURVES_FILE,
     )
+
+
+def eval_results(sources: list[dict[str, Any]], metrics: Metrics) -> list[EvalResult]:
+    """The validation scores as ``model-index`` results, which the Hub links to the dataset they name.
+
+    ``model-index`` requires a dataset ``type``, a Hub dataset id; only a run on one ``hf:`` dataset
+    has one (its validation photos are held out from it, at the commit trained on). A local folder
+    or a Kaggle download is no Hub dataset, and several sources are no one dataset, so such a card
+    has no results there (a made-up id would be a dead link): its scores are in its text and
+    ``metrics.json``.
+    """
+    if len(sources) != 1 or sources[0].get("type") != "hf":
+        return []
+    source = sources[0]
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=source["repo_id"],
+            dataset_name=f"{source['repo_id']}: validation photos held out by this run",
+            dataset_revision=source.get("commit") or None,
+            metric_type=metric,
+            metric_name=name,
+            metric_value=round(getattr(metrics.validation, key), 4),
+        )
+        for metric, name, key in (("accuracy", "Accuracy", "accuracy"), ("f1", "Macro F1", "macro_f1"))
+    ]
 
 
 def default_model_name(sources: list[dict[str, str]]) -> str:

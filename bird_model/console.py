@@ -36,8 +36,9 @@ CPP_LOG_LINE = re.compile(
     r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl: I0000 00:00:1796072795.306 1147 file.cc:31]
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\] "  # TensorFlow's own: 2025-01-01 10:00:00.1: I file.cc:31]
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # LiteRT's, at an interpreter's first run
 )
-"""A line of TensorFlow's C++ log, as printed on stderr."""
+"""A line of TensorFlow's (or LiteRT's) C++ log, as printed on stderr."""
 
 
 def quiet_tensorflow(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -115,3 +116,8 @@ def step(description: str) -> Iterator[None]:
     started = time.monotonic()
     yield
     print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message as one short line for ours (a library's can run to pages), else its type's name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

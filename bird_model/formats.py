@@ -22,8 +22,8 @@ class ImageFormat:
     extensions: tuple[str, ...]
     """File name endings, lower case, the first one used when a file of this format is saved."""
     max_pixels: int | None = None
-    """A lower pixel limit than ``bird_model.images.MAX_PIXELS``, for a decoder that needs more
-    memory per pixel (README.md, "A public demo: what a stranger can reach")."""
+    """A lower pixel limit than ``bird_model.decode_budget.MAX_PIXELS``, for a decoder that needs more
+    memory per pixel (docs/security.md, "The decode budget")."""
 
 
 FORMATS: tuple[ImageFormat, ...] = (

@@ -13,7 +13,8 @@ module. Tokens are passed to ``huggingface_hub`` and never formatted into any me
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from bird_model import artifacts
+from bird_model.console import first_line
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
@@ -80,6 +82,25 @@ def is_repo_id(text: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def card_links(card: Mapping[str, object]) -> tuple[str | None, tuple[str, ...]]:
+    """The license and datasets a model card names, kept only where they are well-formed Hub ids.
+
+    The card is another repo's text, written by whoever published it; only ids go on to the
+    Space's card, never free text.
+    """
+    license_id = card.get("license")
+    license_id = license_id if isinstance(license_id, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]{0,63}", license_id) \
+        else None
+    datasets = card.get("datasets")
+    datasets = [datasets] if isinstance(datasets, str) else datasets if isinstance(datasets, list) else []
+    return license_id, tuple(name for name in datasets if isinstance(name, str) and is_dataset_id(name))
+
+
+def is_dataset_id(text: str) -> bool:
+    """A Hub dataset id: ``OWNER/NAME``, or a legacy one-word id such as ``common_voice``."""
+    return is_repo_id(text) or ("/" not in text and is_repo_id(f"owner/{text}"))
 
 
 def require_token(token: str | None, action: str) -> None:
@@ -170,9 +191,11 @@ def fetch_model(source: str, revision: str | None = None, token: str | None = No
             snapshot = Path(
                 snapshot_download(source, revision=wanted, allow_patterns=artifacts.SERVING_PATTERNS, token=token)
             )
-            if not (snapshot / artifacts.LITERT_FILE).is_file():
-                # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, one more file.
-                snapshot_download(source, revision=snapshot.name, allow_patterns=[artifacts.MODEL_FILE], token=token)
+            # snapshot_download lays revisions out as .../snapshots/<commit sha>: same commit, more files.
+            more = ([] if (snapshot / artifacts.RUN_CONFIG_FILE).is_file() else [artifacts.LEGACY_CONFIG_FILE]) + (
+                [] if (snapshot / artifacts.LITERT_FILE).is_file() else artifacts.KERAS_PATTERNS)
+            if more:
+                snapshot_download(source, revision=snapshot.name, allow_patterns=more, token=token)
     except HubError as error:
         # OWNER/NAME is also a relative path (runs/birds): say what both readings found.
         raise HubError(f"{source}: {missing}, and it is not available from the Hub ({str(error).rstrip('.')}).") from error
@@ -203,6 +226,20 @@ def read_published_file(repo_id: str, filename: str, revision: str, token: str |
     """One JSON file of a published revision (for comparing a new model with its parent)."""
     with explained(f"reading {filename} of {repo_id}@{revision}"):
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, token=token)).read_text())
+
+
+def read_published_card(repo_id: str, revision: str, token: str | None = None) -> dict[str, Any]:
+    """The YAML metadata of a published revision's card (``README.md``); empty when it has none."""
+    import yaml
+    from huggingface_hub.repocard import metadata_load
+
+    with explained(f"reading {artifacts.CARD_FILE} of {repo_id}@{revision}"):
+        path = Path(hf_hub_download(repo_id, artifacts.CARD_FILE, revision=revision, token=token))
+    try:
+        metadata = metadata_load(path)
+    except (ValueError, yaml.YAMLError):  # a front matter that does not parse says nothing
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 @contextmanager
@@ -285,7 +322,7 @@ def download_dataset(repo_id: str, revision: str | None, url: str) -> Path:
         ) from error
     except HfHubHTTPError as error:
         raise HubError(
-            f"The Hub refused {where} (HTTP {error.response.status_code}: {_first_line(error)}); "
+            f"The Hub refused {where} (HTTP {error.response.status_code}: {first_line(error)}); "
             f"check HF_TOKEN and retry later."
         ) from error
     except LocalEntryNotFoundError as error:
@@ -296,13 +333,8 @@ def download_dataset(repo_id: str, revision: str | None, url: str) -> Path:
     except httpx2.TransportError as error:
         raise HubError(
             f"The network failed while downloading {where} from {hf_constants.ENDPOINT} "
-            f"({type(error).__name__}: {_first_line(error)}); check the connection and proxy settings, then retry."
+            f"({type(error).__name__}: {first_line(error)}); check the connection and proxy settings, then retry."
         ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 # -- the prediction log's mirror ----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A folder written by today's training holds ``model.tflite``, served by the LiteRT
 interpreter without importing TensorFlow (milliseconds per photo, a cold start without
-TensorFlow's seconds of import). A folder without it is served from ``model.keras``
+TensorFlow's seconds of import). A folder without it is served from its Keras model
 through Keras. Either way one forward pass gives the class probabilities, the pooled
 features that the out-of-distribution detector (``ood.npz``) scores, and the top class's
 activation map that :meth:`Classifier.explain` draws over the photo.
@@ -62,7 +62,7 @@ class Classifier:
         if litert_path.is_file():
             model_path, (forward, outputs, explains) = litert_path, _litert_forward(litert_path)
         else:
-            model_path, (forward, outputs, explains) = folder.model_path, _keras_forward(folder.model_path)
+            model_path, (forward, outputs, explains) = folder.model_path, _keras_forward(folder)
         if outputs != len(folder.classes):
             raise ModelFolderError(
                 f"{model_path} predicts {outputs} classes but {folder.path / LABELS_FILE} names "
@@ -114,28 +114,26 @@ def _litert_forward(path: Path) -> tuple[Forward, int, bool]:
     return model.outputs, model.num_classes, model.activation_shape is not None
 
 
-def _keras_forward(path: Path) -> tuple[Forward, int, bool]:
+def _keras_forward(folder: ModelFolder) -> tuple[Forward, int, bool]:
     """For folders without ``model.tflite``; TensorFlow loads only here.
 
     A Space deployed by ``bird_model.space`` installs neither TensorFlow nor Keras, so there
     the error says how such a folder can be served instead.
     """
     try:
-        import keras
+        import keras  # noqa: F401 - only to say what is missing before the model loads
         import tensorflow as tf
     except ImportError as error:
         raise ModelFolderError(
-            f"{path.parent} has no {LITERT_FILE}, and serving its {path.name} needs TensorFlow and Keras, which are "
+            f"{folder.path} has no {LITERT_FILE}, and serving its Keras model needs TensorFlow and Keras, which are "
             f"not installed here (No module named {error.name!r}; a Space installs only the serving requirements). "
             "Install the full requirements (pip install -r requirements.txt), or retrain the model with the "
             "current train.py, which also writes model.tflite."
         ) from error
 
-    from bird_model.model import serving_model
+    from bird_model.model import load_keras_model, serving_model
 
-    # safe_mode refuses to deserialise arbitrary Python code (Lambda layers) from a
-    # downloaded file; our model has none, so a model that needs it is not ours.
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(folder.model_path)
     function = tf.function(serving_model(model), reduce_retracing=True)
 
     def forward(pixels: np.ndarray) -> ForwardPass:

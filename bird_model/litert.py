@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from bird_model.console import cpp_log_filtered
+
 if TYPE_CHECKING:
     import keras
 
@@ -38,7 +40,7 @@ NUM_THREADS = min(2, os.cpu_count() or 1)
 """Interpreter threads per photo. On a 2-core machine a second thread nearly halves the
 interpreter's time per photo while the other core is free, and costs a little when another
 process keeps that core busy; the app's target, a 2-vCPU Space, is the first case. The
-measured times: README.md, "Performance", Latency."""
+measured times: benchmarks/README.md, "Latency"."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,10 @@ class LiteRTModel:
         self.activation_shape = tuple(int(n) for n in shapes[ACTIVATION_OUTPUT][1:]) if ACTIVATION_OUTPUT in shapes else None
         """``(h, w)`` of the activation map; None when the file predates it."""
         self._lock = threading.Lock()
+        # LiteRT applies XNNPACK at the first run and says so on stderr from C++ ("INFO: Created
+        # TensorFlow Lite XNNPACK delegate for CPU."), which no setting silences: run once here, filtered.
+        with cpp_log_filtered():
+            self._run(pixels=np.zeros(self._run.get_input_details()["pixels"]["shape"], dtype=np.float32))
 
     def outputs(self, pixels: np.ndarray) -> ForwardPass:
         """The forward pass for uint8 ``(n, size, size, 3)`` pixels, one photo per interpreter call."""

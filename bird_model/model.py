@@ -1,11 +1,13 @@
 """The classifier: MobileNetV2 features, a small softmax head, and its own input scaling.
 
 The model takes raw 0-255 RGB pixels. Augmentation and MobileNetV2's [-1, 1] scaling are
-layers inside it, so the saved ``model.keras`` carries its preprocessing and a server can
+layers inside it, so the saved Keras model carries its preprocessing and a server can
 never scale differently from training (augmentation layers are inactive at inference).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 
@@ -123,7 +125,7 @@ def serving_copy(model: keras.Model) -> keras.Model:
     """The same network and weights in float32, without optimizer state: what is saved and served.
 
     Rebuilt rather than cloned: a model trained under mixed precision (``bird_model.devices``)
-    carries float16 layer policies in its config, and the saved ``model.keras`` and
+    carries float16 layer policies in its config, and the saved Keras model and
     ``model.tflite`` must be the same float32 format whatever trained them. Its variables were
     float32 all along, so the weights copy exactly. Leaving out the optimizer also spares
     every download of the Space Adam's slots (about 10 MB).
@@ -136,3 +138,26 @@ def serving_copy(model: keras.Model) -> keras.Model:
         keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def save_keras_model(model: keras.Model, folder: Path) -> None:
+    """Write the model into ``folder`` in Keras' directory layout (``config.json``, ``model.weights.h5``,
+    ``metadata.json``: :data:`bird_model.artifacts.KERAS_FILES`).
+
+    That layout, at a Hub repo's root, is what ``keras.saving.load_model("hf://OWNER/NAME")`` reads:
+    the snippet the Hub shows for a ``library_name: keras`` model. Keras also makes an ``assets/``
+    folder, empty for this model, which is removed so the folder holds only what it uses.
+    """
+    keras.saving.save_model(model, folder, zipped=False)
+    assets = folder / "assets"
+    if assets.is_dir() and not any(assets.iterdir()):
+        assets.rmdir()
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    """A saved model (a folder in Keras' layout, or a ``.keras`` file), never running code from it.
+
+    ``safe_mode`` refuses the Lambda layers whose pickled code a stranger's file could carry; a
+    published folder is a stranger's file to whoever downloads it.
+    """
+    return keras.saving.load_model(path, safe_mode=True, compile=False)

@@ -1,4 +1,4 @@
-"""``python -m bird_model.monitor``: the monitor command, kept under the name README.md documents.
+"""``python -m bird_model.monitor``: the monitor command, kept under the name docs/monitoring.md documents.
 
 The command itself is :mod:`bird_model.monitoring.__main__`.
 """

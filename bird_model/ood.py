@@ -9,7 +9,7 @@ its length mostly the contrast and size of what is in view), then scored by the 
 distance to the nearest class mean (``centroid``). The saved detector (``ood.npz``) also
 has room for a shared covariance in low-rank form (``components``, empty here); the
 Ledoit-Wolf Mahalanobis variant that fills it was weighed against the centroid score in
-``benchmarks/ood.py`` (``benchmarks/ood_methods.py``; results in README.md, "Out of
+``benchmarks/ood.py`` (``benchmarks/ood_methods.py``; results in benchmarks/README.md, "Out of
 distribution") and is not part of the product.
 
 The threshold comes from validation photos, which the class means never saw: training
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 METHOD = "centroid"
-"""Picked on the parrots benchmark (``benchmarks/ood.py``, README.md "Out of distribution"):
+"""Picked on the parrots benchmark (``benchmarks/ood.py``, benchmarks/README.md "Out of distribution"):
 it needs no covariance estimate from a few hundred photos."""
 
 

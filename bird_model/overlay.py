@@ -17,7 +17,7 @@ OPACITY = 0.5
 @cache
 def _palette() -> bytes:
     """The colour map as Pillow's 256-entry palette; matplotlib loads at the first overlay, not
-    at the app's start (README.md, "Cold start")."""
+    at the app's start (benchmarks/README.md, "Cold start")."""
     from matplotlib import colormaps
 
     return (colormaps[COLORMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8).tobytes()

@@ -6,6 +6,7 @@ evaluate → write the folder (staged, then moved into place).
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import time
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from bird_model import artifacts
+from bird_model import artifacts, dataset_files
 from bird_model.card import default_model_name, render_model_card
+from bird_model.class_names import read_class_names
 from bird_model.checkpoints import check_resumable, open_checkpoint
-from bird_model.cluster import check_resume, current_role
+from bird_model.cluster import TF_CONFIG_ENV, check_resume, current_role
 from bird_model.console import step
 from bird_model.curves import save_training_curves
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
@@ -57,6 +59,7 @@ def run_training(
         links_within=tuple(source.links_within for source in sources if source.links_within),
     )
     print_dataset_report(dataset)
+    display_names = read_class_names(settings.class_names_file, dataset.classes) if settings.class_names_file else {}
     pinned = parent.validation_hashes if parent else frozenset()
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
@@ -68,7 +71,7 @@ def run_training(
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.devices import choose_devices
     from bird_model.litert import export_litert
-    from bird_model.model import build_classifier, features_and_probabilities, serving_copy
+    from bird_model.model import build_classifier, features_and_probabilities, save_keras_model, serving_copy
     from bird_model.inputs import Photos
     from bird_model.training import batched_predict, make_reproducible, train_two_phases, worker_lost
 
@@ -109,14 +112,14 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        with step(f"Saving {artifacts.MODEL_FILE} and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
-            model.save(staging / artifacts.MODEL_FILE)
+        with step(f"Saving the Keras model and converting it to {artifacts.LITERT_FILE} (checked against Keras)"):
+            save_keras_model(model, staging)
             export_litert(model, staging / artifacts.LITERT_FILE)
         with step("Writing the model folder (baseline, metrics, pictures, model card, examples)"):
             detector.save(staging / artifacts.OOD_FILE)
             baseline = compute_baseline(dataset.classes, train.labels, validation_probabilities, validation_features, detector)
             artifacts.write_json(staging / artifacts.BASELINE_FILE, baseline.to_json())
-            write_folder_documents(staging, config, metrics, histories, dataset, split)
+            write_folder_documents(staging, config, metrics, histories, dataset, split, display_names)
         artifacts.commit_folder(staging, settings.output)
         checkpoint.remove()
     finally:
@@ -145,6 +148,24 @@ def _with_base_weights(build: Callable[..., Any], classes: int, image_size: int,
             f"the ImageNet weights for MobileNetV2 could not be downloaded ({reason}); train offline with "
             "--base-weights PATH (a MobileNetV2 no-top weights file) or --base-weights none (random start)."
         ) from error
+
+
+def check_base_weights(option: str, image_size: int) -> None:
+    """The starting weights, made sure of before any photo is read: an offline first run should hear
+    about the weights at once, not after checking thousands of photos.
+
+    ``imagenet`` is checked by building the base with them, the very call training makes, which
+    downloads them once into Keras' cache (or finds them there); raises :class:`BaseWeightsError`
+    when that fails, ``FileNotFoundError`` for a weights file that does not exist.
+    """
+    if resolve_base_weights(option) == "imagenet":
+        if os.environ.get(TF_CONFIG_ENV):
+            # Not here under TF_CONFIG: the multi-worker strategy must be TensorFlow's first call
+            # (devices.choose_devices); run_training builds with the weights after it, the same way.
+            return
+        from bird_model.model import build_classifier
+
+        _with_base_weights(build_classifier, 2, image_size, "imagenet")
 
 
 def resolve_base_weights(option: str) -> str | None:
@@ -201,18 +222,21 @@ def run_config(sources: list[ResolvedSource], settings: RunSettings, dataset: Da
 
 
 def write_folder_documents(
-    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split
+    folder: Path, config: dict, metrics: Metrics, histories: dict, dataset: Dataset, split: Split,
+    display_names: dict[str, list[str]],
 ) -> None:
     artifacts.write_json(folder / artifacts.LABELS_FILE, artifacts.labels_document(dataset.classes))
-    artifacts.write_json(folder / artifacts.CONFIG_FILE, config)
+    for language, names in display_names.items():
+        artifacts.write_json(folder / artifacts.display_names_file(language), names)
+    artifacts.write_json(folder / artifacts.RUN_CONFIG_FILE, config)
     artifacts.write_json(folder / artifacts.METRICS_FILE, metrics.to_json())
     artifacts.write_json(folder / artifacts.HISTORY_FILE, histories)
-    artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, artifacts.dataset_report(dataset))
-    artifacts.write_json(folder / artifacts.SPLIT_FILE, artifacts.split_listing(dataset, split))
+    artifacts.write_json(folder / artifacts.DATASET_REPORT_FILE, dataset_files.dataset_report(dataset))
+    artifacts.write_json(folder / artifacts.SPLIT_FILE, dataset_files.split_listing(dataset, split))
     save_confusion_matrix(metrics.validation.confusion_matrix, dataset.classes, folder / artifacts.CONFUSION_FILE)
     save_training_curves(histories, folder / artifacts.CURVES_FILE)
     render_model_card(config, metrics).save(folder / artifacts.CARD_FILE)
-    artifacts.save_examples(folder, dataset, split)
+    dataset_files.save_examples(folder, dataset, split)
 
 
 CLASSES_LISTED_UP_TO = 20

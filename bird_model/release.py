@@ -7,7 +7,7 @@ worse than its parent overall, or one that loses more than :data:`MAX_CLASS_DROP
 ``candidate-TAG`` and only its tag points at it (:func:`target_branch`), so the live demo keeps the better model.
 
 :func:`publish` runs the steps in order: check the folder, record the repo and parent in
-``config.json`` and the card (a visible step, before anything is uploaded), then upload the
+the run config and the card (a visible step, before anything is uploaded), then upload the
 folder exactly as it is on disk (:func:`bird_model.hub.upload_model_folder`).
 """
 
@@ -154,13 +154,13 @@ def target_branch(metrics: Metrics, tag: str | None, force: bool) -> str:
 
 
 def record_release(folder: artifacts.ModelFolder, repo_id: str, parent: dict[str, Any] | None) -> bool:
-    """Write the target repo and the parent into ``config.json`` and the card; True if anything changed."""
+    """Write the target repo and the parent into the run config and the card; True if anything changed."""
     config = {**folder.config, "repo_id": repo_id, "parent": parent}
     card = render_model_card(config, folder.metrics, repo_id=repo_id)
     card_path = folder.path / artifacts.CARD_FILE
     if config == folder.config and card_path.is_file() and card_path.read_bytes() == str(card).encode():
         return False
-    artifacts.write_json(folder.path / artifacts.CONFIG_FILE, config)
+    artifacts.write_json(folder.path / folder.config_file, config)
     card.save(card_path)
     return True
 
@@ -184,15 +184,18 @@ def publish(
     if not hub.is_repo_id(repo_id):
         raise hub.HubError(f"--push-to-hub {repo_id!r} is not a repo id; expected OWNER/NAME.")
     folder = artifacts.read_model_folder(path)
-    if not folder.model_path.is_file():
-        raise artifacts.ModelFolderError(f"Model folder {path} is incomplete: missing {artifacts.MODEL_FILE}.")
+    if not folder.has_keras_model:
+        missing = ", ".join(artifacts.keras_model_files(folder.config_file))
+        raise artifacts.ModelFolderError(f"Model folder {path} is incomplete: the Keras model ({missing}) is missing.")
     hub.require_token(token, f"publishing to {repo_id}")
     branch = target_branch(folder.metrics, tag, force)
+    if folder.config_file == artifacts.LEGACY_CONFIG_FILE:
+        folder = to_keras_layout(folder)
     hub.create_model_repo(repo_id, private=private, token=token)
     parent = folder.config.get("parent") or _record_of(find_parent(repo_id, token=token))
     if record_release(folder, repo_id, parent):
         print(f"Recorded the repo {repo_id} and the parent "
-              f"{parent['commit'][:7] if parent else '(none)'} in {artifacts.CONFIG_FILE} and {artifacts.CARD_FILE}")
+              f"{parent['commit'][:7] if parent else '(none)'} in {folder.config_file} and {artifacts.CARD_FILE}")
     accuracy = folder.metrics.validation.accuracy
     return hub.upload_model_folder(
         path,
@@ -204,6 +207,33 @@ def publish(
         commit_message=commit_message or f"Model {folder.config['created_at']}: validation accuracy {accuracy:.2%}",
         tag_message=commit_message,
     )
+
+
+def to_keras_layout(folder: artifacts.ModelFolder) -> artifacts.ModelFolder:
+    """Rewrite a legacy folder (``model.keras``, run config in ``config.json``) in today's layout.
+
+    Published as it was, its repo's ``config.json`` would be the run config, and the Hub's own
+    ``keras.saving.load_model("hf://...")`` snippet would fail on it; every published repo must load
+    with it. The Keras files are written beside the folder first and moved in only once complete,
+    after the run config has its new name, so a failure leaves the legacy folder as it was.
+    """
+    import shutil
+
+    from bird_model.console import step
+    from bird_model.model import load_keras_model, save_keras_model
+
+    with step(f"Rewriting {folder.path} in Keras' layout ({', '.join(artifacts.KERAS_FILES)}, "
+              f"{artifacts.RUN_CONFIG_FILE}) so that keras.saving.load_model('hf://...') loads it"):
+        staging = artifacts.staging_folder(folder.path)
+        try:
+            save_keras_model(load_keras_model(folder.model_path), staging)
+            artifacts.write_json(folder.path / artifacts.RUN_CONFIG_FILE, folder.config)
+            for name in artifacts.KERAS_FILES:
+                (staging / name).replace(folder.path / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        folder.model_path.unlink()
+    return artifacts.read_model_folder(folder.path)
 
 
 def _record_of(parent: Parent | None) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Every default of training and serving, in one place; light to import, so options are checked before TensorFlow loads.
 
-``train.py`` and ``app.py`` take their option defaults from these dataclasses, and README.md's
+``train.py`` and ``app.py`` take their option defaults from these dataclasses, and docs/settings.md's
 option tables show the same values (``tests/test_settings.py`` compares them).
 """
 
@@ -16,8 +16,15 @@ RUNS_DIR = Path("runs")
 LATEST_LINK = RUNS_DIR / "latest"
 """Where runs go without ``--output``, and the link to the newest, which the app serves by default."""
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+"""Input sizes a model folder may declare: MobileNetV2 takes no less than 32 px, and a size beyond
+1024 px is no photo classifier of ours but a folder crafted to make a server allocate gigabytes."""
+
 DEFAULT_DATA = "kaggle:muhammadadeelkaggle/birds-dataset"
 """What ``train.py`` trains on without ``--data``: the original birds dataset on Kaggle."""
+REFERENCE_PHOTOS = Path("../shared/datasets/parrots")
+"""The team's reference photos beside a checkout (relative to the working directory): named as the
+``--data`` to try when Kaggle cannot be reached, where it exists."""
 
 DEFAULT_LICENSE = "unknown"
 """The model card's ``license`` without ``--license``: a model inherits its photos' terms,
@@ -76,6 +83,8 @@ class RunSettings:
     """The card's title and ``model_name``; None derives it from the first data source
     (``parrots`` -> ``parrots-classifier``: :func:`bird_model.card.default_model_name`)."""
     license: str = DEFAULT_LICENSE
+    class_names_file: Path | None = None
+    """A CSV of display names per language (:mod:`bird_model.class_names`); None shows folder names."""
     training: TrainingOptions = field(default_factory=TrainingOptions)
 
 
@@ -138,15 +147,23 @@ class FeedbackSettings:
         per_hour = environ.get("BIRD_FEEDBACK_PER_HOUR") or str(cls.per_hour)
         if not per_hour.strip().isdigit() or int(per_hour) < 1:
             raise ValueError(f"BIRD_FEEDBACK_PER_HOUR={per_hour!r} must be a whole number of reports, 1 or more.")
-        max_mb = environ.get("BIRD_FEEDBACK_MAX_MB") or str(cls.max_mb)
-        try:
-            megabytes = float(max_mb)
-        except ValueError:
-            megabytes = math.nan
-        if not 0 < megabytes < math.inf:
-            raise ValueError(f"BIRD_FEEDBACK_MAX_MB={max_mb!r} must be a positive number of megabytes.")
-        return cls(per_hour=int(per_hour), max_mb=megabytes)
+        return cls(per_hour=int(per_hour), max_mb=positive_number(environ, "BIRD_FEEDBACK_MAX_MB", cls.max_mb,
+                                                                  "megabytes"))
 
     @property
     def max_bytes(self) -> int:
         return int(self.max_mb * (1 << 20))
+
+
+def positive_number(environ: Mapping[str, str], variable: str, default: float, unit: str) -> float:
+    """A finite number above zero from ``environ[variable]`` (empty counts as unset); raises
+    ``ValueError`` with one line naming the variable, so a typo stops the start, not a later write."""
+    text = environ.get(variable) or str(default)
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ValueError(f"{variable}={text!r} must be a positive number of {unit}.")
+    return number
+

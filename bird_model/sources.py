@@ -21,41 +21,24 @@ trained model can say exactly which data it saw. Every failure a user can fix is
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from huggingface_hub import constants as hf_constants
 
-from bird_model import hub
+from bird_model import hub, kaggle
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.logfolder import ACCEPTED_DIR, PENDING_DIR, is_feedback_folder
 
 KAGGLE_PREFIX = "kaggle:"
 HF_PREFIX = "hf:"
-KAGGLE_FORM = "kaggle:OWNER/DATASET[@VERSION][/SUBFOLDER]"
 HF_FORM = "hf:OWNER/NAME[@REVISION][/SUBFOLDER]"
-SPEC_FORMS = f"a local folder, {KAGGLE_FORM} or {HF_FORM}"
+SPEC_FORMS = f"a local folder, {kaggle.KAGGLE_FORM} or {HF_FORM}"
 
 MIN_CLASSES = 2
 """A classifier needs at least two classes, so a class root has at least two class folders."""
-
-KAGGLE_WEB = "https://www.kaggle.com"
-KAGGLE_CREDENTIALS_HOWTO = (
-    "create an API token at https://www.kaggle.com/settings/api and either put it in "
-    "~/.kaggle/kaggle.json ({\"username\": ..., \"key\": ...}) or set KAGGLE_USERNAME and KAGGLE_KEY "
-    "(a new-style token also works as KAGGLE_API_TOKEN or ~/.kaggle/access_token); "
-    "kagglehub.login() only helps when called in the same Python process"
-)
-
-_KAGGLE_SPEC = re.compile(
-    r"(?P<owner>[A-Za-z0-9][\w-]*)/(?P<dataset>[A-Za-z0-9][\w.-]*)"
-    r"(?:@(?P<version>[1-9][0-9]*))?(?:/(?P<subfolder>.+))?"
-)
-
 
 class DataSourceError(Exception):
     """A ``--data`` spec that cannot become a dataset; the message is one line that says what to do."""
@@ -83,24 +66,6 @@ class ResolvedSource:
         """What model metadata says of this source: a local folder by name, as typed paths can be absolute."""
         spec = self.provenance["name"] if self.provenance["type"] == "local" else self.spec
         return {"spec": spec, **self.provenance}
-
-
-@dataclass(frozen=True)
-class _KaggleTarget:
-    owner: str
-    dataset: str
-    version: int | None
-    subfolder: str
-
-    @property
-    def handle(self) -> str:
-        """kagglehub's handle: ``owner/dataset`` or ``owner/dataset/versions/N``."""
-        base = f"{self.owner}/{self.dataset}"
-        return base if self.version is None else f"{base}/versions/{self.version}"
-
-    @property
-    def url(self) -> str:
-        return f"{KAGGLE_WEB}/datasets/{self.handle}"
 
 
 @dataclass(frozen=True)
@@ -202,8 +167,13 @@ def _count_images(tree: Path) -> int:
 
 
 def _resolve_kaggle(spec: str) -> ResolvedSource:
-    target = _parse_kaggle(spec)
-    download, version = _download_kaggle(target)
+    """Kaggle's grammar, download and refusals are :mod:`bird_model.kaggle`'s; its errors become ours."""
+    try:
+        target = kaggle.parse_spec(spec[len(KAGGLE_PREFIX) :], spec)
+        _checked_subfolder(target.subfolder, spec)  # before any download
+        download, version = kaggle.download(target)
+    except kaggle.KaggleError as error:
+        raise DataSourceError(str(error)) from error
     class_root = find_class_root(_enter_subfolder(download, target.subfolder, spec), spec)
     provenance = {
         "type": "kaggle",
@@ -212,95 +182,6 @@ def _resolve_kaggle(spec: str) -> ResolvedSource:
         "subfolder": _relative(class_root, download),
     }
     return ResolvedSource(spec, class_root, provenance)
-
-
-def _parse_kaggle(spec: str) -> _KaggleTarget:
-    match = _KAGGLE_SPEC.fullmatch(spec[len(KAGGLE_PREFIX) :].rstrip("/"))
-    if match is None:
-        raise DataSourceError(
-            f"{spec!r} is not a valid Kaggle spec; expected {KAGGLE_FORM}, "
-            f"e.g. kaggle:muhammadadeelkaggle/birds-dataset."
-        )
-    version = match["version"]
-    return _KaggleTarget(
-        owner=match["owner"],
-        dataset=match["dataset"],
-        version=int(version) if version else None,
-        subfolder=_checked_subfolder(match["subfolder"] or "", spec),
-    )
-
-
-def _import_kagglehub() -> ModuleType:
-    """kagglehub is optional: only ``kaggle:`` specs need it, so it is imported here, not at module level."""
-    try:
-        import kagglehub
-    except ImportError as error:
-        raise DataSourceError("kaggle: specs need the kagglehub package: pip install kagglehub") from error
-    return kagglehub
-
-
-def _download_kaggle(target: _KaggleTarget) -> tuple[Path, str]:
-    """Download (or reuse the cached copy of) a dataset; return its folder and the version it is.
-
-    ``dataset_download`` returns only a path, and only the HTTP resolver's cache path spells
-    the version (``.../versions/N``); kagglehub's tracker records the version every resolver
-    (HTTP, Kaggle notebook, Colab) actually returned, keyed by the requested handle.
-    """
-    kagglehub = _import_kagglehub()
-    import requests
-    from kagglehub.config import get_kaggle_credentials
-    from kagglehub.exceptions import DataCorruptionError, KaggleApiHTTPError, UnauthenticatedError
-    from kagglehub.handle import parse_dataset_handle
-    from kagglehub.tracker import get_accessed_datasources
-
-    try:
-        download = Path(kagglehub.dataset_download(target.handle))
-    except KaggleApiHTTPError as error:
-        status = error.response.status_code if error.response is not None else None
-        raise _kaggle_refusal(target, status, has_credentials=get_kaggle_credentials() is not None) from error
-    except UnauthenticatedError as error:
-        raise _kaggle_refusal(target, 401, has_credentials=False) from error
-    except (requests.ConnectionError, requests.Timeout) as error:
-        raise DataSourceError(
-            f"Cannot reach Kaggle to download {target.handle} ({type(error).__name__}); check the network "
-            f"connection and proxy settings (HTTPS_PROXY), then retry; a version downloaded before is reused "
-            f"offline only when pinned, e.g. kaggle:{target.owner}/{target.dataset}@N."
-        ) from error
-    except (requests.RequestException, DataCorruptionError) as error:
-        raise DataSourceError(
-            f"Downloading {target.handle} from Kaggle failed ({type(error).__name__}: {_first_line(error)}); retry."
-        ) from error
-    except ValueError as error:  # kagglehub's own: a malformed kaggle.json, an unreadable archive
-        raise DataSourceError(f"kagglehub could not download {target.handle}: {_first_line(error)}") from error
-    version = get_accessed_datasources().get(parse_dataset_handle(target.handle))
-    return download, "unknown" if version is None else str(version)
-
-
-def _kaggle_refusal(target: _KaggleTarget, status: int | None, *, has_credentials: bool) -> DataSourceError:
-    """Word Kaggle's HTTP refusals; without credentials, Kaggle answers a private dataset like a missing one."""
-    if status == 401 and has_credentials:
-        return DataSourceError(
-            f"Kaggle rejected your credentials (HTTP 401) for {target.handle}; they may be wrong or revoked: "
-            f"{KAGGLE_CREDENTIALS_HOWTO}."
-        )
-    if status == 401:
-        return DataSourceError(f"Kaggle needs credentials to download {target.handle}: {KAGGLE_CREDENTIALS_HOWTO}.")
-    missing = (
-        ""
-        if has_credentials
-        else f"; no Kaggle credentials were found, and private datasets need them: {KAGGLE_CREDENTIALS_HOWTO}"
-    )
-    if status == 403:
-        return DataSourceError(
-            f"Kaggle denied access to {target.handle} (HTTP 403); if the dataset asks for consent, accept its "
-            f"terms at {target.url}{missing}."
-        )
-    if status == 404:
-        return DataSourceError(
-            f"Kaggle has no dataset {target.handle} (HTTP 404); check the owner, name and version at "
-            f"{target.url}{missing}."
-        )
-    return DataSourceError(f"Kaggle answered HTTP {status} for {target.handle}; retry later.")
 
 
 # Hugging Face Hub
@@ -435,8 +316,3 @@ def _relative(path: Path, top: Path) -> str:
 
 def _describe_folder(relative: str) -> str:
     return "the top folder" if relative == "." else repr(relative)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

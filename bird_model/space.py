@@ -34,8 +34,9 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from bird_model.artifacts import LITERT_FILE, METRICS_FILE
-from bird_model.hub import HubError, explained, is_repo_id, read_published_file, require_token
+from bird_model.artifacts import CARD_FILE, LITERT_FILE, METRICS_FILE
+from bird_model.hub import (HubError, card_links, explained, is_repo_id, read_published_card, read_published_file,
+                            require_token)
 from bird_model.space_files import (
     MODEL_VARIABLE,
     PREVIOUS_VARIABLE,
@@ -66,6 +67,11 @@ class ModelRevision:
     private: bool
     has_litert: bool
     accuracy: float | None
+    files: frozenset[str] = frozenset()
+    license: str | None = None
+    """The model card's ``license``, when it is a Hub license id."""
+    datasets: tuple[str, ...] = ()
+    """The model card's ``datasets`` that are Hub dataset ids."""
 
     def describe(self) -> str:
         accuracy = "unknown" if self.accuracy is None else f"{self.accuracy:.2%}"
@@ -150,13 +156,14 @@ def read_model(api: HfApi, repo_id: str, revision: str, token: str | None = None
     """The revision as published; a HubError if the repo or revision does not exist."""
     with explained(f"reading {repo_id} at revision {revision!r}"):
         info = api.model_info(repo_id, revision=revision, token=token)
-    files = {sibling.rfilename for sibling in info.siblings or []}
+    files = frozenset(sibling.rfilename for sibling in info.siblings or [])
     accuracy = None
     if METRICS_FILE in files:
         metrics = read_published_file(repo_id, METRICS_FILE, info.sha, token=token or api.token)
         accuracy = metrics.get("validation", {}).get("accuracy")
+    card = read_published_card(repo_id, info.sha, token=token or api.token) if CARD_FILE in files else {}
     return ModelRevision(repo_id, revision, info.sha, bool(info.private), LITERT_FILE in files,
-                         None if accuracy is None else float(accuracy))
+                         None if accuracy is None else float(accuracy), files, *card_links(card))
 
 
 def read_serving(api: HfApi, space_id: str) -> Serving:
@@ -216,7 +223,7 @@ def deploy(space_id: str, model_id: str, *, revision: str | None = None, private
             api.add_space_secret(space_id, TOKEN_SECRET, model_token, description=f"read token for {model_id}")
     point_at(api, space_id, current, model)
     with tempfile.TemporaryDirectory(prefix="space-") as folder, explained(f"uploading the app to Space {space_id}"):
-        stage_serving_files(Path(folder), model_id)
+        stage_serving_files(Path(folder), model)
         commit = api.upload_folder(
             repo_id=space_id, repo_type="space", folder_path=folder, delete_patterns=["*"],
             commit_message=f"Deploy the bird classifier app for {model_id}",

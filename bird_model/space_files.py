@@ -7,12 +7,19 @@ Space variables named here, which app.py reads.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huggingface_hub import SpaceCardData
 from huggingface_hub.repocard import metadata_load
+
+from bird_model.artifacts import SERVING_PATTERNS
+
+if TYPE_CHECKING:
+    from bird_model.space import ModelRevision
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(__file__).resolve().parent
@@ -36,6 +43,8 @@ SERVING_HEADER = (
 
 SHORT_DESCRIPTION = "Names the bird species in a photo"
 """The Hub shows it on the Space's tile; it allows 60 characters."""
+SPACE_TAGS = ("image-classification", "birds", "gradio", "litert")
+"""What the Space does and runs on, for the Hub's Space search."""
 
 
 def serving_requirements(full: str) -> str:
@@ -64,17 +73,25 @@ def pinned_version(requirements: str, name: str) -> str | None:
     return None
 
 
-def space_card(model_id: str, requirements: str) -> str:
+def space_card(model: ModelRevision, requirements: str) -> str:
     """The Space's README: the project README's front matter, linked to the model.
 
     The project README's front matter stays the one home of the Space's look (title, emoji,
     colours, Python version); the SDK version is the gradio pin, so the Space's Gradio is
-    the one the tests ran; ``models`` makes the Hub link the Space and the model both ways.
+    the one the tests ran; ``models`` and ``datasets`` make the Hub link the Space with the model
+    and its training data both ways; ``license`` is the model's, the terms of what the Space
+    serves; ``preload_from_hub`` lets the Space's build fetch the served files
+    (:func:`preload_entry`) so it starts without downloading them. Each key is in the Spaces
+    configuration reference (https://huggingface.co/docs/hub/spaces-config-reference).
     """
+    model_id = model.repo_id
     base = metadata_load(ROOT / CARD_FILE) or {}
     sdk_version = pinned_version(requirements, SDK) or base.get("sdk_version")
+    preload = preload_entry(model)
     data = SpaceCardData(**{**base, "sdk": SDK, "sdk_version": sdk_version, "app_file": APP_FILE,
-                            "models": [model_id], "short_description": SHORT_DESCRIPTION})
+                            "license": model.license, "models": [model_id], "datasets": list(model.datasets) or None,
+                            "tags": list(SPACE_TAGS), "short_description": SHORT_DESCRIPTION,
+                            "preload_from_hub": [preload] if preload else None})
     title = data.title or "Bird species classifier"
     return (
         f"---\n{data.to_yaml()}\n---\n\n# {title}\n\nUpload, paste or take a photo of a bird: the app names its "
@@ -85,7 +102,24 @@ def space_card(model_id: str, requirements: str) -> str:
     )
 
 
-def stage_serving_files(folder: Path, model_id: str) -> None:
+def preload_entry(model: ModelRevision) -> str | None:
+    """``OWNER/NAME FILE,FILE COMMIT``: the files app.py downloads of the served revision, pinned.
+
+    The Hub preloads into the default huggingface_hub cache, where app.py's download then finds
+    them. It does not preload private repos, so a private model gets none; a file name with a
+    space or comma cannot be listed in that format (ours never have one) and is left to app.py.
+    A later ``promote`` changes only a variable, so the Space then downloads the new revision at
+    start, as before.
+    """
+    if model.private:
+        return None
+    wanted = sorted(name for name in model.files
+                    if any(fnmatch.fnmatchcase(name, pattern) for pattern in SERVING_PATTERNS)
+                    and not re.search(r"[\s,]", name))
+    return f"{model.repo_id} {','.join(wanted)} {model.commit}" if wanted else None
+
+
+def stage_serving_files(folder: Path, model: ModelRevision) -> None:
     """Write exactly what the Space needs to serve into ``folder``.
 
     Only the package's modules go: no tests, benchmarks, notes or model files, which the
@@ -98,4 +132,4 @@ def stage_serving_files(folder: Path, model_id: str) -> None:
         shutil.copy2(module, target)
     requirements = (ROOT / REQUIREMENTS_FILE).read_text()
     (folder / REQUIREMENTS_FILE).write_text(serving_requirements(requirements))
-    (folder / CARD_FILE).write_text(space_card(model_id, requirements))
+    (folder / CARD_FILE).write_text(space_card(model, requirements))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import io
 import os
 import shutil
 import socket
@@ -10,13 +12,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _http
 from PIL import Image
@@ -67,7 +70,7 @@ def make_dataset(root: Path, classes: dict[str, tuple[int, int, int]], per_class
 @pytest.fixture(scope="session", autouse=True)
 def photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One photo cache for every training run of the session (in-process or train.py), not the user's own."""
-    folder = tmp_path_factory.mktemp("photo-cache")
+    folder = made_once(tmp_path_factory, "photo-cache", lambda folder: None)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(folder))
         yield folder
@@ -78,6 +81,26 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "birds", TINY_COLOURS)
 
 
+def made_once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder made by ``make`` once per test session, however many pytest-xdist workers share it.
+
+    Each worker has its own session, so a plain session fixture would train the same model once per
+    worker; the workers' common parent folder and a lock make the first one build it and the others
+    wait for it. ``make`` gets an empty folder; a folder whose making failed is made again.
+    """
+    shared = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real model folder (random backbone, 32 px, two colours) made once by train.py.
@@ -85,11 +108,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     For tests that need some servable, publishable folder rather than a particular one; a test
     that changes the folder works on a copy.
     """
-    root = tmp_path_factory.mktemp("tiny-model")
-    result = run_script("train.py", "--data", make_dataset(root / "data", TINY_COLOURS), "--output", root / "run",
-                        *TRAIN_TINY)
-    assert result.returncode == 0, result.stderr
-    return root / "run"
+    def make(root: Path) -> None:
+        result = run_script("train.py", "--data", make_dataset(root / "data", TINY_COLOURS), "--output",
+                            root / "run", *TRAIN_TINY)
+        assert result.returncode == 0, result.stderr
+
+    return made_once(tmp_path_factory, "tiny-model", make) / "run"
 
 
 @pytest.fixture(scope="session")
@@ -118,10 +142,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"reference dataset not found at {PARROTS}")
     if not PROXY_WEIGHTS.is_file():
         pytest.skip(f"stand-in backbone weights not found at {PROXY_WEIGHTS}")
-    output = tmp_path_factory.mktemp("model") / "parrots"
-    result = run_script("train.py", "--data", PARROTS, "--output", output, *TRAIN_FAST)
-    assert result.returncode == 0, result.stderr
-    return output
+
+    def make(root: Path) -> None:
+        result = run_script("train.py", "--data", PARROTS, "--output", root / "parrots", *TRAIN_FAST)
+        assert result.returncode == 0, result.stderr
+
+    return made_once(tmp_path_factory, "model", make) / "parrots"
 
 
 def run_script(
@@ -144,6 +170,22 @@ def start_train_py(*args: str | Path, env: dict[str, str] | None = None) -> subp
         [sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT,
         env={**os.environ, **QUIET_ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def run_here(script: str, *args: str | Path) -> subprocess.CompletedProcess:
+    """``train.py``/``app.py``'s own ``main`` in this process, for runs that stop before any real work.
+
+    What the user sees (exit status, output, error lines) without a new interpreter's start; a
+    run that trains or serves, or that depends on the environment at import, uses :func:`run_script`.
+    """
+    module = importlib.import_module(Path(script).stem)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = module.main([str(arg) for arg in args])
+        except SystemExit as exit:
+            code = exit.code
+    return subprocess.CompletedProcess([script, *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

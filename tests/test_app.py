@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -15,11 +16,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from bird_model.artifacts import read_model_folder
+from bird_model.artifacts import ModelFolderError, read_model_folder
 from bird_model.data import load_dataset
 from bird_model.images import load_rgb
 from bird_model.web import unknown_verdict
-from tests.conftest import RunningApp, hub_env, run_script, serving
+from tests.conftest import RunningApp, app_in_process, hub_env, run_here, run_script, serving
 from tests.fakehub import FakeHub
 
 
@@ -132,8 +133,8 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     """The model folder is not downloadable (a private model behind a public demo would leak its
     weights), nor is the prediction log; the page names the model, never a local path."""
     served = app.url + "gradio_api/file="
-    for name in ("model.keras", "model.tflite", "ood.npz", "config.json", "split.json", "dataset_report.json",
-                 "examples/../config.json"):
+    for name in ("model.weights.h5", "model.tflite", "ood.npz", "config.json", "run_config.json", "split.json",
+                 "dataset_report.json", "examples/../run_config.json"):
         for path in (f"{trained}/{name}", f"{trained.resolve()}/{name}"):
             assert status_of(served + path) == 403, path
 
@@ -144,16 +145,18 @@ def test_answers_and_example_photos_are_served_and_nothing_else(app: RunningApp,
     assert all(status_of(served + path) == 200 for path in examples)
 
 
-def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trained: Path) -> None:
+def test_monitoring_is_off_unless_the_operator_turns_it_on(app: RunningApp, trained: Path, tmp_path: Path) -> None:
     page = urllib.request.urlopen(app.url + "config").read().decode()
     assert "Monitoring" not in page
-    with serving({"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1"}) as operator:
-        assert "Monitoring" in urllib.request.urlopen(operator.url + "config").read().decode()
-        api = Client(operator.url, verbose=False).view_api(return_format="dict", print_info=False)
+    operator_env = {"BIRD_MODEL": str(trained), "BIRD_MONITORING": "1", "BIRD_LOG_DIR": str(tmp_path / "log")}
+    with app_in_process(operator_env) as operator:
+        assert "Monitoring" in urllib.request.urlopen(operator + "config").read().decode()
+        api = Client(operator, verbose=False).view_api(return_format="dict", print_info=False)
         assert sorted(api["named_endpoints"]) == ["/explain", "/feedback", "/info", "/predict", "/predict_batch"]  # none from the tab
 
 
-def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path) -> None:
+def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A name too long for the disk once prefixed, or one ending in .html, must neither lose the
     record nor choose what is stored: images are named by hash and decoded format."""
     photo = read_model_folder(trained).examples()[0]
@@ -162,14 +165,14 @@ def test_any_upload_name_is_logged_under_its_content_hash(trained: Path, tmp_pat
     Image.open(photo).save(long_name, "PNG")
     Image.open(photo).save(html, "PNG")
     log_dir = tmp_path / "log"
-    with serving({"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), "BIRD_LOG_IMAGES": "1"}) as running:
-        client = Client(running.url, verbose=False)
+    with app_in_process({"BIRD_MODEL": str(trained), "BIRD_LOG_DIR": str(log_dir), "BIRD_LOG_IMAGES": "1"}) as url:
+        client = Client(url, verbose=False)
         for upload in (long_name, html):
             predict(client, upload)
         deadline = time.monotonic() + 10
         while len(records := _log_records(log_dir)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "records are being lost" not in running.log()
+        assert "records are being lost" not in capsys.readouterr().out
     assert [record["image"] for record in records] == [f"images/{record['sha256']}.png" for record in records]
     assert sorted(path.suffix for path in (log_dir / "images").iterdir()) == [".png"]
 
@@ -204,7 +207,7 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
         if item.is_file():
             (broken / item.name).symlink_to(item)
     classes = read_model_folder(trained).classes + ["dodo"]
-    for name, update in (("labels.json", None), ("config.json", "classes")):
+    for name, update in (("labels.json", None), ("run_config.json", "classes")):
         (broken / name).unlink()
         data = json.loads((trained / name).read_text())
         if update:
@@ -212,15 +215,29 @@ def test_label_map_that_does_not_fit_the_model_stops_the_start(trained: Path, tm
         else:
             data = {"id2label": {str(i): c for i, c in enumerate(classes)}}
         (broken / name).write_text(json.dumps(data))
-    result = run_script("app.py", "--model", broken)
+    result = run_here("app.py", "--model", broken)
     assert result.returncode == 2
     assert "predicts 4 classes but" in result.stderr and "names 5" in result.stderr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("image_size", [100_000, 8, "224", None])
+def test_a_downloaded_folder_with_an_impossible_image_size_is_refused(
+    tiny_model: Path, tmp_path: Path, image_size: object
+) -> None:
+    """A model folder may be a stranger's download: an input size the model cannot have (or one that
+    would make the server allocate gigabytes per photo) stops the start with one line."""
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    (folder / "run_config.json").write_text(json.dumps({**config, "image_size": image_size}))
+
+    with pytest.raises(ModelFolderError, match=r"has image_size .*; expected a whole number of pixels from 32 to 1024"):
+        read_model_folder(folder)
+
+
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     """A path says the folder is missing; OWNER/NAME is also a relative path, so both readings are named."""
-    result = run_script("app.py", "--model", tmp_path / "nowhere")
+    result = run_here("app.py", "--model", tmp_path / "nowhere")
     assert result.returncode == 2
     assert f"{tmp_path / 'nowhere'}: the folder does not exist (and it is not a Hub repo id" in result.stderr
     with FakeHub() as hub:
@@ -355,3 +372,32 @@ def test_a_page_for_500_classes_stays_readable(trained: Path, tmp_path: Path) ->
     dropdown = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
     assert [choice[0] for choice in dropdown.choices] == classes
     assert any("<details>" in value for value in markdown)
+
+
+def test_several_photos_at_once_and_which_model_through_the_api(tiny_model: Path, tmp_path: Path) -> None:
+    """``/predict_batch`` answers one row per photo (a bad one in its own row), in the caller's
+    language with the model's display names; ``/info`` says which model; ``/predict`` keeps its shape."""
+    import shutil
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    classes = read_model_folder(model).classes
+    (model / "labels.id.json").write_text(json.dumps([f"burung {index}" for index in range(len(classes))]))
+    photos = [str(path) for path in read_model_folder(model).examples()]
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    with app_in_process({"BIRD_LOG_DIR": str(tmp_path / "log")}, "--model", str(model)) as url:
+        indonesian = Client(url, verbose=False, headers={"Accept-Language": "id-ID,id;q=0.9"})
+        table, csv_file = indonesian.predict([handle_file(p) for p in [*photos, str(tmp_path / "notes.jpg")]],
+                                             api_name="/predict_batch")
+        assert [row[0] for row in table["data"]] == [*(Path(p).name for p in photos), "notes.jpg"]
+        assert {row[2] for row in table["data"][:2]} <= {f"burung {index}" for index in range(len(classes))}
+        assert table["data"][2][4] and not table["data"][2][2], "the bad photo's problem, in its own row"
+        assert Path(csv_file).read_text(encoding="utf-8").count("\n") == 4
+
+        client = Client(url, verbose=False)
+        info = client.predict(api_name="/info")
+        assert set(info) == {"model", "revision", "tag", "classes", "languages", "unknown_threshold"}
+        assert info["classes"] == classes and info["languages"] == ["en", "id"]
+        label, details = client.predict(handle_file(photos[0]), api_name="/predict")
+        assert label["label"] in [*classes, unknown_verdict(len(classes))]
+        assert {c["label"] for c in label["confidences"]} <= set(classes)
+        assert {"model", "verdict", "outlier_score"} <= set(details)

@@ -229,8 +229,12 @@ def test_on_a_phone_the_answer_comes_into_view(browser: Browser, app: RunningApp
         click(panel, "Submit")
         sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)
         sync_api.expect(top_label(panel)).to_be_in_viewport(timeout=TOAST_MS)
-        caption = panel.get_by_text(folder.example_class(folder.examples()[-1]), exact=True).last
-        assert caption.evaluate("node => node.scrollWidth <= node.clientWidth + 1"), "captions whole at 390 px"
+        captions = page.locator("#examples .caption-label").all()
+        assert len(captions) == len(folder.examples())
+        assert all(c.evaluate("node => node.scrollWidth <= node.clientWidth + 1") for c in captions), "captions whole"
+        band = page.locator("#examples .grid-wrap").evaluate(
+            "wrap => wrap.getBoundingClientRect().height - wrap.querySelector('.grid-container').getBoundingClientRect().height")
+        assert band < 48, f"an empty band of {band:.0f} px under the examples"
         screenshot(page, tmp_path, "phone-width.png")
     finally:
         context.close()

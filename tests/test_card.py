@@ -15,6 +15,7 @@ from PIL import Image
 from bird_model.card import IMAGENET_BASE_MODEL, render_model_card
 from bird_model.evaluation import Metrics, classification_metrics
 from bird_model.images import load_rgb
+from tests.hub_spec import model_card_problems
 
 
 def card_for(classes: int, base_weights: str = "imagenet", sources: list[dict] | None = None) -> ModelCard:
@@ -43,14 +44,19 @@ def table_rows(markdown: str) -> int:
     return len(re.findall(r"^\| Species number", markdown, re.MULTILINE))
 
 
+HUB_SOURCE = {"spec": "hf:someone/birds", "type": "hf", "repo_id": "someone/birds", "revision": "main",
+              "commit": "a" * 40, "subfolder": "."}
+
+
 def test_metadata_is_hub_valid_and_names_what_the_model_came_from() -> None:
-    card = card_for(4, sources=[{"spec": "hf:someone/birds", "type": "hf", "repo_id": "someone/birds",
-                                 "revision": "main", "commit": "a" * 40, "subfolder": "."}])
+    card = card_for(4, sources=[HUB_SOURCE])
     data = card.data
     assert data.base_model == IMAGENET_BASE_MODEL and data.license == "cc-by-4.0"
     assert data.datasets == ["someone/birds"] and data.pipeline_tag == "image-classification"
     assert data.library_name == "keras" and data.model_name == "synthetic-classifier"
-    assert data.eval_results and data.eval_results[0].metric_type == "accuracy"
+    assert [(result.metric_type, result.dataset_type) for result in data.eval_results] == [
+        ("accuracy", "someone/birds"), ("f1", "someone/birds")]
+    assert 'load_model("hf://OWNER/NAME")' in card.text
     assert "(confusion_matrix.png)" in card.text and "(training_curves.png)" in card.text
     assert table_rows(card.text) == 4 and "<details>" not in card.text
 
@@ -105,3 +111,25 @@ def test_the_card_snippet_decodes_exactly_like_training(orientation: int) -> Non
         expected = load_rgb(photo, 224)
         photo.seek(0)
         assert np.array_equal(load_photo(photo), expected)
+
+
+@pytest.mark.parametrize("sources", [
+    [HUB_SOURCE],
+    [{"spec": "photos", "type": "local", "name": "photos", "subfolder": "."}],
+    [{"spec": "kaggle:someone/birds", "type": "kaggle", "version": "3", "subfolder": "."}],
+    [HUB_SOURCE, {"spec": "photos", "type": "local", "name": "photos", "subfolder": "."}],
+], ids=["hub dataset", "local folder", "kaggle", "hub and local"])
+def test_the_card_metadata_follows_the_hub_spec_and_links_only_real_datasets(sources: list[dict]) -> None:
+    """model-index names a dataset the Hub can link (the one hf: source, at its commit) or is absent:
+    a local folder or Kaggle download has no Hub id, and validation on merged sources is no one dataset's."""
+    metadata = card_for(3, sources=sources).data.to_dict()
+
+    assert model_card_problems(metadata) == []
+    if sources == [HUB_SOURCE]:
+        [index] = metadata["model-index"]
+        dataset = index["results"][0]["dataset"]
+        assert dataset["type"] == "someone/birds" and dataset["revision"] == "a" * 40
+        assert {metric["type"] for result in index["results"] for metric in result["metrics"]} == {"accuracy", "f1"}
+    else:
+        assert "model-index" not in metadata
+        assert "imagefolder" not in str(card_for(3, sources=sources))

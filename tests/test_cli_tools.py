@@ -47,8 +47,9 @@ def test_evaluate_grades_a_labelled_folder_and_counts_what_it_cannot_grade(
     trained: Path, parrot_subset: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "test set"
-    photos = linked_copy(parrot_subset, data, per_class=4)
+    photos = linked_copy(parrot_subset, data, per_class=4)  # reference photos: each trained or validated the model
     classes = sorted(photos)
+    solid_photo(data / classes[0] / "never seen.png", (90, 160, 60))
     make_dataset(data, {"snowy owl": (230, 230, 230)}, per_class=2)
     broken = data / classes[0] / "broken.jpg"
     broken.write_bytes(b"not a photo")
@@ -61,18 +62,25 @@ def test_evaluate_grades_a_labelled_folder_and_counts_what_it_cannot_grade(
     assert "Traceback" not in result.stderr
     assert "Grading" in result.stderr  # the progress bar
     report = result.stdout
+    written = json.loads(output.read_text())
+    seen = written["trained_on"]
+    assert seen["photos"] + seen["validation"] == 4 * len(classes) and seen["new"] == 1
+    validated = f" ({seen['validation']} of them validated it" if seen["validation"] else ":"
+    assert f"{seen['photos']} of these photos trained this model" in report
+    assert f"on the other {seen['validation'] + 1}{validated}" in report
+    assert report.index("trained this model") < report.index("Accuracy")
     assert "Accuracy" in report and "macro F1" in report and "Unknown:" in report
     for name in classes:
         assert any(line.strip().startswith(name) for line in report.splitlines()), f"no line for {name}"
     assert "Not a class of the model, not graded: snowy owl (2 photos" in report
     assert f"{broken}: The file is not an image in a supported format" in report
 
-    written = json.loads(output.read_text())
     metrics = written["metrics"]
     assert list(metrics["per_class"]) == classes
-    assert metrics["count"] == 4 * len(classes)
-    assert [scores["support"] for scores in metrics["per_class"].values()] == [4] * len(classes)
+    assert metrics["count"] == seen["validation"] + 1, "the headline figures leave out the training photos"
+    assert sum(scores["support"] for scores in metrics["per_class"].values()) == metrics["count"]
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["count"]
+    assert seen["metrics"]["count"] == seen["photos"]
     assert 0 <= written["unknown"] <= metrics["count"]
     assert written["other_classes"]["snowy owl"]["photos"] == 2
     assert [item["path"] for item in written["unreadable"]] == [str(broken)]

@@ -13,15 +13,9 @@ from PIL import Image
 
 from benchmarks.folds import stratified_folds
 from bird_model import data
-from bird_model.data import (
-    NEAR_DUPLICATE_BITS,
-    DatasetError,
-    Sample,
-    _difference_hash,
-    _group_near_duplicates,
-    load_dataset,
-    split_dataset,
-)
+from bird_model import near_duplicates
+from bird_model.data import DatasetError, Sample, load_dataset, split_dataset
+from bird_model.near_duplicates import NEAR_DUPLICATE_BITS, difference_hash, group_near_duplicates
 from bird_model.images import load_rgb
 from tests.conftest import PARROTS, make_dataset, needs_parrots, solid_photo
 
@@ -211,7 +205,7 @@ def test_difference_hash_reads_the_first_pixel_pair_as_the_top_bit(tmp_path: Pat
         pixels = np.asarray(image.convert("RGB"))
     gray = np.asarray(Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
     bits = "".join("1" if gray[row, col + 1] > gray[row, col] else "0" for row in range(8) for col in range(8))
-    assert _difference_hash(pixels) == int(bits, 2)
+    assert difference_hash(pixels) == int(bits, 2)
 
 
 def flipped(value: int, bits: range) -> int:
@@ -266,11 +260,11 @@ def test_near_duplicate_grouping_equals_the_pairwise_definition(
 ) -> None:
     if tiles:
         for name, value in zip(("_TILE_ROWS", "_TILE_COLUMNS", "_PAIRS_PER_UNION"), tiles):
-            monkeypatch.setattr(data, name, value)
+            monkeypatch.setattr(near_duplicates, name, value)
     samples = planted_samples(np.random.default_rng(11))
     expected = brute_force_groups(samples)
 
-    assert _group_near_duplicates(samples) == expected
+    assert group_near_duplicates([s.label for s in samples], [s.dhash for s in samples]) == expected
     group_of = {index: tuple(group) for group in expected for index in group}
     at_threshold, past_it, other_class, other_class_near, end, other_end, bridge = range(400, 407)
     assert group_of[0] == group_of[at_threshold] != group_of[past_it]
@@ -298,7 +292,7 @@ def test_a_run_with_many_classes_prints_their_counts_as_a_range(tmp_path: Path, 
 def test_links_out_of_the_dataset_are_listed_and_never_read(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A shared or downloaded dataset must not make training read /etc/passwd, or train on and
     publish someone's photos from elsewhere on the disk."""
-    from bird_model.artifacts import dataset_report
+    from bird_model.dataset_files import dataset_report
     from bird_model.pipeline import print_dataset_report
 
     root = make_dataset(tmp_path / "d", COLOURS, per_class=3)

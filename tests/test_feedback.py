@@ -31,7 +31,7 @@ from bird_model.logfolder import ACCEPTED_DIR, FEEDBACK_DIR, MARKER, NONE_DIR, P
 from bird_model.monitoring import ModelIdentity, build_report, format_report, read_log, read_visitor_reports
 from bird_model.monitoring.visitors import VISITOR_ACCURACY_MARGIN, VISITOR_MIN_REPORTS
 from bird_model.sources import resolve_source
-from tests.conftest import PARROTS, TRAIN_TINY, hub_env, run_script, serving
+from tests.conftest import PARROTS, TRAIN_TINY, hub_env, run_here, run_script, serving
 from tests.fakehub import FakeHub
 from tests.test_app import bad_files
 from tests.test_monitoring import SMALL_BASELINE, run_monitor
@@ -166,7 +166,7 @@ def test_train_py_trains_on_accepted_corrections_only(served: Served, parrot_sub
     shutil.copytree(served.log_dir, log_dir)
     run = tmp_path / "run"
     arguments = ("--data", parrot_subset, "--data", log_dir / FEEDBACK_DIR, "--output", run, *TRAIN_TINY)
-    refused = run_script("train.py", *arguments)
+    refused = run_here("train.py", *arguments)
     assert refused.returncode == 2 and "nothing to train on until some are accepted" in refused.stderr, refused.stderr
     assert "1 feedback reports are pending review" in refused.stdout
 
@@ -176,7 +176,7 @@ def test_train_py_trains_on_accepted_corrections_only(served: Served, parrot_sub
 
     result = run_script("train.py", *arguments)
     assert result.returncode == 0, result.stderr
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "run_config.json").read_text())
     assert config["classes"] == read_model_folder(served.model).classes, "'none of these' is no class"
     split = json.loads((run / "split.json").read_text())
     used = [row for rows in split.values() for row in rows if row["source"] == 1]

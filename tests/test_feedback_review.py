@@ -131,7 +131,7 @@ def test_one_caller_stores_at_most_per_hour_and_a_photo_counts_once(tmp_path: Pa
     assert send(store, photos[0], "gray parrot").new, "the same photo under another class counts once"
     with pytest.raises(FeedbackError) as refused:
         send(store, photos[3], "macaw")
-    assert str(refused.value) == ("Thank you, but this demo takes at most 3 reports an hour from one visitor; "
+    assert str(refused.value) == ("Thank you, but this demo keeps at most 3 of one visitor's reports an hour; "
                                   "your photo was not kept. Please try again later.")
     assert send(store, photos[3], "macaw", caller="10.0.0.2").new, "another caller has its own hour"
     assert len(records(tmp_path / "log")) == 5

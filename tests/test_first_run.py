@@ -40,7 +40,7 @@ def test_two_default_runs_share_the_photo_cache_and_the_app_serves_the_latest(ti
         assert "Serving local folder runs/latest" in app.log()
         photo = next((latest / "examples").iterdir())
         _, details = Client(app.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
-        assert details["label"] in json.loads((latest / "config.json").read_text())["classes"]
+        assert details["label"] in json.loads((latest / "run_config.json").read_text())["classes"]
 
 
 def test_app_without_any_model_says_both_ways_forward(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_training_on_a_hub_dataset_records_its_commit(fake_hub: FakeHub, tmp_pat
                         env=hub_env(fake_hub, tmp_path / "home"))
 
     assert result.returncode == 0, result.stderr
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = json.loads((tmp_path / "run" / "run_config.json").read_text())
     source = config["dataset"]["sources"][0]
     assert source["spec"] == "hf:tester/bird-photos@v1"
     assert source["commit"] == commit and source["subfolder"] == "Birds dataset"

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import shlex
+import subprocess
+import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
 import train
 from bird_model.artifacts import read_model_folder
 from bird_model.hub import HubError, fetch_model
-from tests.conftest import (PARROTS, PROXY_WEIGHTS, ROOT, TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset, point_hub_at,
-                            run_script, serving)
+from bird_model.inference import Classifier
+from tests.conftest import (PARROTS, PROXY_WEIGHTS, QUIET_ENV, ROOT, TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset,
+                            point_hub_at, run_script, serving)
 from tests.fakehub import FakeHub
 
 REPO = "tester/birds"
@@ -58,7 +61,7 @@ def test_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, tiny_mo
     assert fake_hub.tags(REPO) == {"v1": v1} and v2 != v1
 
     files = fake_hub.files(REPO, revision=v2)
-    config = json.loads(files["config.json"])
+    config = json.loads(files["run_config.json"])
     assert config["parent"]["commit"] == v1 and config["repo_id"] == REPO
     v1_validation = {row["sha256"] for row in json.loads(fake_hub.files(REPO, revision=v1)["split.json"])["validation"]}
     v2_validation = {row["sha256"] for row in json.loads(files["split.json"])["validation"]}
@@ -67,12 +70,12 @@ def test_push_tag_retrain_push_and_serve_each_version(fake_hub: FakeHub, tiny_mo
     assert comparison["parent_commit"] == v1 and comparison["photos"] == comparison["parent_photos"] == 2
     card = files["README.md"].decode()
     assert f"retrains `{REPO}` at revision `{v1}`" in card and "On the 2 of its 2 validation photos" in card
-    assert {"model.keras", "labels.json", "metrics.json", "examples/green_bird.jpg"} <= set(files)
+    assert {"config.json", "model.weights.h5", "labels.json", "metrics.json", "examples/green_bird.jpg"} <= set(files)
 
     for revision, commit, classes in (("v1", v1, ["blue bird", "red bird"]),
                                       ("main", v2, ["blue bird", "green bird", "red bird"])):
         with serving({**env, "BIRD_MODEL": REPO, "BIRD_MODEL_REVISION": revision}) as app:
-            assert f"Serving {REPO}@{commit[:7]}" in app.log()
+            assert f"Serving {REPO}@{commit[:7]}" in app.log() and "XNNPACK" not in app.log()
             page = Client(app.url, verbose=False).config
             assert f"{REPO}@{commit[:7]}" in json.dumps(page)
             label, _ = Client(app.url, verbose=False).predict(
@@ -185,8 +188,8 @@ def test_published_card_renders_with_metadata(fake_hub: FakeHub, model_folder: P
     assert train.main(["--push-only", str(folder), "--push-to-hub", REPO, "--token", "hf_write"]) == 0
     card = ModelCard(fake_hub.files(REPO)["README.md"].decode())
     assert card.data.library_name == "keras" and card.data.pipeline_tag == "image-classification"
-    assert card.data.eval_results[0].metric_type == "accuracy"
-    assert f'snapshot_download("{REPO}")' in card.text
+    assert card.data.eval_results is None, "a local folder is no Hub dataset: no model-index to link"
+    assert f'keras.saving.load_model("hf://{REPO}")' in card.text
     assert {"confusion_matrix.png", "training_curves.png"} <= set(fake_hub.files(REPO)), "the card's pictures go up"
     assert read_model_folder(folder).config["repo_id"] == REPO
 
@@ -201,7 +204,7 @@ def test_a_worse_model_is_published_under_its_tag_only_unless_forced(
     metrics["parent_comparison"] = {"parent_commit": v1, "photos": 2, "parent_photos": 2,
                                     "parent_accuracy": 1.0, "new_accuracy": 0.5}
     (worse / "metrics.json").write_text(json.dumps(metrics))
-    (worse / "config.json").write_text(json.dumps({**read_model_folder(worse).config, "parent": None}))
+    (worse / "run_config.json").write_text(json.dumps({**read_model_folder(worse).config, "parent": None}))
     capsys.readouterr()
 
     assert train.main(["--push-only", str(worse), "--push-to-hub", REPO, "--token", "hf_write"]) == 1
@@ -225,35 +228,106 @@ def test_serving_downloads_the_conversion_and_not_the_keras_model(
 ) -> None:
     fake_hub.seed_repo(REPO, model_folder)
     served = fetch_model(REPO).folder.path
-    assert (served / "model.tflite").is_file() and not (served / "model.keras").exists()
+    assert (served / "model.tflite").is_file() and (served / "run_config.json").is_file()
+    assert not {"model.weights.h5", "config.json"} & {path.name for path in served.iterdir()}
 
     keras_only = copy_of(model_folder, tmp_path / "keras-only")
     (keras_only / "model.tflite").unlink()
     fake_hub.seed_repo("tester/keras-only", keras_only)
     served = fetch_model("tester/keras-only").folder.path
-    assert (served / "model.keras").is_file()
+    assert (served / "model.weights.h5").is_file() and (served / "config.json").is_file()
 
 
 def test_nothing_published_names_the_training_machine(
     fake_hub: FakeHub, trained: Path, tmp_path: Path
 ) -> None:
     """Trained from absolute paths (data, stand-in weights, output), published: no file the Hub
-    receives, nor any file inside model.keras, holds a path of this machine."""
+    receives holds a path of this machine."""
     folder = copy_of(trained, tmp_path / "to-publish")
     result = run_script("train.py", "--push-only", folder, "--push-to-hub", REPO, env=hub_env(fake_hub, tmp_path / "h"))
     assert result.returncode == 0, result.stderr
     published = fake_hub.files(REPO)
-    assert {"config.json", "split.json", "dataset_report.json", "model.keras", "README.md"} <= set(published)
+    assert {"run_config.json", "split.json", "dataset_report.json", "config.json", "model.weights.h5",
+            "README.md"} <= set(published)
     contents = dict(published)
-    with zipfile.ZipFile(io.BytesIO(published["model.keras"])) as archive:
-        contents.update({f"model.keras/{name}": archive.read(name) for name in archive.namelist()})
     machine = {str(PARROTS.resolve()), str(PROXY_WEIGHTS.resolve().parent), str(ROOT), str(Path.home()),
                str(trained.resolve().parent), str(tmp_path), tempfile.gettempdir() + "/"}
     for name, data in contents.items():
         for path in machine:
             assert path.encode() not in data, f"{name} holds {path}"
-    config = json.loads(published["config.json"])
+    config = json.loads(published["run_config.json"])
     assert [source["spec"] for source in config["dataset"]["sources"]] == ["parrots"]
     assert config["base_weights"] == PROXY_WEIGHTS.name
     row = json.loads(published["split.json"])["validation"][0]
     assert row["source"] == 0 and (PARROTS / row["path"]).is_file()
+
+
+KERAS_HF_SNIPPET = """
+import json, sys
+import keras
+import numpy as np
+from bird_model.images import load_rgb
+model = keras.saving.load_model(sys.argv[1])
+size = int(model.input_shape[1])
+print(json.dumps([model.predict(load_rgb(path, size)[None], verbose=0)[0].tolist() for path in sys.argv[2:]]))
+"""
+"""The Hub's "Use this model" snippet for a ``library_name: keras`` repo, with the card's decoder."""
+
+
+def keras_from_hub(uri: str, photos: list[Path], env: dict[str, str]) -> list[list[float]]:
+    """What ``keras.saving.load_model(uri)`` predicts for each photo, in a process of its own
+    (``HF_ENDPOINT`` is read at import, as a user's would be)."""
+    result = subprocess.run([sys.executable, "-c", KERAS_HF_SNIPPET, uri, *map(str, photos)], cwd=ROOT,
+                            env={**os.environ, **QUIET_ENV, **env}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_keras_loads_a_published_repo_by_its_hf_uri_and_answers_like_the_app(
+    fake_hub: FakeHub, trained: Path, tmp_path: Path
+) -> None:
+    """The snippet the Hub shows for the card's ``library_name: keras`` loads the repo as published and
+    gives the app's top class for each example photo."""
+    env = hub_env(fake_hub, tmp_path / "home")
+    folder = copy_of(trained, tmp_path / "to-publish")
+    assert run_script("train.py", "--push-only", folder, "--push-to-hub", REPO, env=env).returncode == 0
+    photos = read_model_folder(folder).examples()
+
+    probabilities = keras_from_hub(f"hf://{REPO}", photos, env)
+
+    app = Classifier(fetch_model(REPO).folder)
+    classes = app.classes
+    for photo, scores in zip(photos, probabilities, strict=True):
+        answer = app.classify(photo)
+        assert classes[int(np.argmax(scores))] == answer.label, photo.name
+        assert np.allclose([answer.scores[name] for name in classes], scores, atol=1e-4)
+
+
+def test_a_legacy_folder_is_served_and_published_in_keras_layout(
+    fake_hub: FakeHub, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A folder from before the Keras layout (the model zipped in model.keras, the run config in
+    config.json) is still served; published, it goes up in today's layout, loadable by hf:// URI."""
+    legacy = copy_of(tiny_model, tmp_path / "legacy")
+    subprocess.run([sys.executable, "-c", "import sys, keras; keras.saving.load_model(sys.argv[1]).save(sys.argv[2])",
+                    legacy, legacy / "model.keras"], check=True, cwd=ROOT, env={**os.environ, **QUIET_ENV},
+                   capture_output=True, timeout=300)
+    for name in ("config.json", "model.weights.h5", "metadata.json"):
+        (legacy / name).unlink()
+    (legacy / "run_config.json").rename(legacy / "config.json")
+    fake_hub.seed_repo("tester/legacy", legacy)
+
+    served = fetch_model("tester/legacy").folder
+    assert served.config_file == "config.json" and served.classes == ["blue bird", "red bird"]
+    photo = served.examples()[0]
+    assert Classifier(served).classify(photo).label in served.classes
+
+    env = hub_env(fake_hub, tmp_path / "home")
+    result = run_script("train.py", "--push-only", legacy, "--push-to-hub", REPO, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "in Keras' layout" in result.stdout
+    published = fake_hub.files(REPO)
+    assert {"config.json", "model.weights.h5", "metadata.json", "run_config.json"} <= set(published)
+    assert "model.keras" not in published and json.loads(published["run_config.json"])["repo_id"] == REPO
+    [scores] = keras_from_hub(f"hf://{REPO}", [photo], env)
+    assert np.allclose(scores, [Classifier(served).classify(photo).scores[name] for name in served.classes], atol=1e-4)

@@ -13,7 +13,8 @@ from PIL import Image
 
 from benchmarks.decode_budget import bmp, repeated_scan, rle_bmp
 from bird_model.formats import FORMAT_NAMES
-from bird_model.images import MAX_JPEG_SCANS, MAX_PIXELS, MAX_PIXEL_DATA_BYTES, ImageError, load_rgb
+from bird_model.decode_budget import MAX_JPEG_SCANS, MAX_PIXEL_DATA_BYTES, MAX_PIXELS
+from bird_model.images import ImageError, load_rgb
 
 
 def saved(image: Image.Image, path: Path, **options) -> Path:

@@ -33,10 +33,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from bird_model import hub, sources
+from bird_model import hub
+from bird_model import kaggle as kaggle_source
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.sources import DataSourceError, find_class_root, resolve_source
-from tests.conftest import point_hub_at
+from tests.conftest import TINY_COLOURS, make_dataset, point_hub_at
 
 PARROTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "parrots"
 PHOTOS_PER_CLASS = 2
@@ -216,7 +217,7 @@ def test_extensions_match_case_insensitively(tmp_path: Path, photos: Photos) -> 
 )
 def test_malformed_specs_are_rejected_before_any_download(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
     monkeypatch.setattr(hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded a malformed spec"))
-    monkeypatch.setattr(sources, "_import_kagglehub", lambda: pytest.fail("downloaded a malformed spec"))
+    monkeypatch.setattr(kaggle_source, "import_kagglehub", lambda: pytest.fail("downloaded a malformed spec"))
 
     message = error_of(spec)
 
@@ -417,20 +418,30 @@ def test_kaggle_missing_dataset(kaggle: KaggleStandIn) -> None:
 )
 def test_kaggle_refusals_without_credentials(status: int, advice: str) -> None:
     """Anonymous, Kaggle answers a private dataset with 403 or 404, so both mention credentials."""
-    target = sources._parse_kaggle("kaggle:birder/birds-dataset")
+    target = kaggle_source.parse_spec("birder/birds-dataset", "kaggle:birder/birds-dataset")
 
-    message = str(sources._kaggle_refusal(target, status, has_credentials=False))
+    message = str(kaggle_source.refusal(target, status, has_credentials=False))
 
     assert advice in message
     assert ("KAGGLE_USERNAME" in message) == (status != 500)
 
 
-def test_kaggle_unreachable(kaggle_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("beside_reference_photos", [True, False])
+def test_kaggle_unreachable_offers_a_local_folder(kaggle_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  beside_reference_photos: bool) -> None:
+    """Offline, the way forward is the photos one has: --data FOLDER, naming the reference photos
+    where they lie beside the working directory (as on the team's machines)."""
     point_kaggle_at(monkeypatch, f"http://127.0.0.1:{closed_port()}")
+    (tmp_path / "checkout").mkdir()
+    if beside_reference_photos:
+        make_dataset(tmp_path / "shared" / "datasets" / "parrots", TINY_COLOURS, per_class=2)
+    monkeypatch.chdir(tmp_path / "checkout")
 
     message = error_of("kaggle:birder/birds-dataset")
 
     assert "Cannot reach Kaggle" in message and "kaggle:birder/birds-dataset@N" in message
+    assert "--data FOLDER" in message
+    assert ("--data ../shared/datasets/parrots" in message) == beside_reference_photos
 
 
 def test_kaggle_without_kagglehub_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ from bird_model.artifacts import read_model_folder
 from bird_model.space import main
 from bird_model.space_files import pinned_version, requirement_name, serving_requirements
 from tests.conftest import QUIET_ENV, ROOT, free_port, hub_env
+from tests.hub_spec import space_card_problems
 from tests.fakehub import FakeHub
 
 SPACE = "tester/birds-demo"
@@ -43,7 +44,8 @@ def published_folder(root: Path, accuracy: float, litert: bool = True) -> Path:
     (root / ("model.tflite" if litert else "model.keras")).write_bytes(b"stand-in model")
     (root / "metrics.json").write_text(json.dumps({"validation": {"accuracy": accuracy}}))
     (root / "labels.json").write_text(json.dumps({"id2label": {"0": "blue bird", "1": "red bird"}}))
-    (root / "README.md").write_text("---\nlibrary_name: keras\n---\n# birds\n")
+    (root / "README.md").write_text("---\nlibrary_name: keras\nlicense: cc-by-4.0\ndatasets:\n- tester/bird-photos\n"
+                                     "- not a dataset id\n---\n# birds\n")
     return root
 
 
@@ -112,9 +114,14 @@ def test_space_deploy_creates_a_gradio_space_holding_exactly_the_serving_files(
 
     card = SpaceCard(space_text(api, "README.md", tmp_path)).data
     requirements = (ROOT / "requirements.txt").read_text()
+    assert space_card_problems(card.to_dict()) == []
     assert card.models == [MODEL] and card.sdk == "gradio" and card.app_file == "app.py"
     assert card.sdk_version == pinned_version(requirements, "gradio") and card.title
-    assert 0 < len(card.to_dict()["short_description"]) <= 60
+    assert card.license == "cc-by-4.0" and card.datasets == ["tester/bird-photos"] and card.tags
+    [preload] = card.to_dict()["preload_from_hub"]
+    repo, files, commit = preload.split(" ")
+    assert (repo, commit) == (MODEL, tags["v1"])
+    assert set(files.split(",")) == {"README.md", "labels.json", "metrics.json", "model.tflite"}
     assert space_text(api, "requirements.txt", tmp_path) == serving_requirements(requirements)
     assert space_text(api, "app.py", tmp_path) == (ROOT / "app.py").read_text()
     assert variables(api) == {"BIRD_MODEL": MODEL, "BIRD_MODEL_REVISION": "v1"}
@@ -243,6 +250,9 @@ def test_space_private_model_needs_an_explicit_read_token(fake_hub: FakeHub, as_
     assert variables(as_owner) == {"BIRD_MODEL": MODEL, "BIRD_MODEL_REVISION": "main"}
     assert main(["deploy", SPACE, "--model", MODEL, "--revision", "v1"]) == 0, "the Space already holds its read token"
     assert fake_hub.space_secrets(SPACE) == {"HF_TOKEN": "hf_read"}
+    card = SpaceCard(space_text(as_owner, "README.md", tmp_path)).data.to_dict()
+    assert "preload_from_hub" not in card, "the Hub does not preload private repos"
+    assert space_card_problems(card) == []
 
 
 # -- the deployed files, served the way the Space serves them ----------------------------------------

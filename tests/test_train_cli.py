@@ -12,16 +12,18 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
-from tests.conftest import TRAIN_TINY, make_dataset, run_script
+from tests.conftest import TRAIN_TINY, make_dataset, run_here, run_script
 
 FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must record both phases
 
 
 def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
+    names_table = tmp_path / "names.csv"  # as a spreadsheet saves it: a byte-order mark, an empty cell
+    names_table.write_text("\ufeffclass,id,en\r\nred bird,Burung merah,\r\n", encoding="utf-8")
     # TensorFlow's C++ log level as a user has it (unset), not the test suite's quiet one.
     result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST, "--license", "cc-by-4.0",
-                        env={"TF_CPP_MIN_LOG_LEVEL": ""})
+                        "--class-names-file", names_table, env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
     assert "Validation accuracy" in result.stdout
@@ -29,6 +31,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    assert "XNNPACK" not in printed, "LiteRT's delegate line reached the user"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
                         "converting it to model.tflite", "Writing the model folder"):
@@ -37,9 +40,12 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     folder = read_model_folder(output)
     assert folder.classes == ["blue bird", "red bird"]
     names = {p.name for p in output.iterdir()}
-    assert {"model.keras", "labels.json", "config.json", "metrics.json", "history.json", "README.md",
+    assert {"config.json", "model.weights.h5", "metadata.json", "model.tflite", "labels.json", "run_config.json",
+            "metrics.json", "history.json", "README.md",
             "confusion_matrix.png", "training_curves.png", "dataset_report.json", "split.json", "examples"} <= names
     assert [p.name for p in folder.examples()] == ["blue_bird.jpg", "red_bird.jpg"]
+    assert json.loads((output / "labels.id.json").read_text()) == ["blue bird", "Burung merah"]
+    assert json.loads((output / "labels.en.json").read_text()) == ["blue bird", "red bird"]
     assert folder.config["image_size"] == 32 and folder.config["base_weights"] == "none"
     assert folder.config["dataset"]["split_counts"]["validation"] == {"blue bird": 1, "red bird": 1}
     split = json.loads((output / "split.json").read_text())
@@ -57,14 +63,30 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
 
 
+@pytest.mark.parametrize(("table", "says"), [
+    ("class,id\nred bird,Burung merah\nred bird,Merah\n", "line 3: 'red bird' is listed twice"),
+    ("class,id\ngreen bird,Burung hijau\n", "line 2: 'green bird' is not a class of this dataset"),
+    ("kelas,id\n", "the first line must be 'class' and language codes"),
+    ("class,Bahasa Indonesia\n", "language codes such as id or en, not 'bahasa indonesia'"),
+])
+def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp_path: Path, table: str,
+                                                         says: str) -> None:
+    (tmp_path / "names.csv").write_text(table, encoding="utf-8")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", *FAST,
+                      "--class-names-file", tmp_path / "names.csv")
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert "Phase 1" not in result.stdout and not (tmp_path / "run").exists()
+
+
 def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     output.mkdir()
-    (output / "model.keras").write_text("an earlier model")
-    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST)
+    (output / "model.weights.h5").write_text("an earlier model")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", output, *FAST)
     assert result.returncode == 2
     assert "already holds another run" in result.stderr and "--overwrite" in result.stderr
-    assert (output / "model.keras").read_text() == "an earlier model"
+    assert (output / "model.weights.h5").read_text() == "an earlier model"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +96,7 @@ def test_existing_run_is_not_overwritten_without_asking(tiny_dataset: Path, tmp_
 def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, message: str) -> None:
     data = make_dataset(tmp_path / "d", classes, per_class=3) if classes else tmp_path / "d"
     data.mkdir(exist_ok=True)
-    result = run_script("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
+    result = run_here("train.py", "--data", data, "--output", tmp_path / "run", *FAST)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -82,7 +104,7 @@ def test_untrainable_data_is_refused_quickly(tmp_path: Path, classes: dict, mess
 
 
 def test_missing_weights_file_is_named(tiny_dataset: Path, tmp_path: Path) -> None:
-    result = run_script("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", "--base-weights", "nope.h5")
     assert result.returncode == 2
     assert "--base-weights nope.h5: no such file" in result.stderr
 
@@ -100,4 +122,5 @@ def test_unreachable_imagenet_weights_say_how_to_train_offline(tiny_dataset: Pat
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
     assert "ImageNet weights" in line and "--base-weights PATH" in line and "--base-weights none" in line
+    assert "Dataset:" not in result.stdout, "the weights are checked before the photos"
     assert not (tmp_path / "run").exists()

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
-import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from bird_model.artifacts import read_model_folder
+from bird_model.artifacts import KERAS_CONFIG_FILE, KERAS_WEIGHTS_FILE, read_model_folder
 from bird_model.checkpoints import STATE_FILE, checkpoint_folder
 from bird_model.devices import SPLIT_CPU_ENV
 from bird_model.inference import Classifier
@@ -22,10 +21,9 @@ TWO_REPLICAS = {SPLIT_CPU_ENV: "2"}
 
 
 def saved_weights(folder: Path) -> dict[str, np.ndarray]:
-    """Every array of the folder's ``model.keras``, by its path in the weights file."""
+    """Every array of the folder's Keras weights file, by its path in the file."""
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(folder / "model.keras") as saved, saved.open("model.weights.h5") as file, \
-            h5py.File(file) as weights:
+    with h5py.File(folder / KERAS_WEIGHTS_FILE) as weights:
         weights.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
     return arrays
 
@@ -75,8 +73,7 @@ def test_a_run_killed_in_phase_2_resumes_to_the_uninterrupted_model(tiny_dataset
     assert not checkpoint_folder(killed).exists(), "checkpoint left behind"
     again = run_script("train.py", *command)
     assert again.returncode == 2 and "nothing to resume" in again.stderr and "Traceback" not in again.stderr
-    with zipfile.ZipFile(killed / "model.keras") as saved_model:
-        assert "float16" not in saved_model.read("config.json").decode()
+    assert "float16" not in (killed / KERAS_CONFIG_FILE).read_text(), "the saved Keras model is float32"
     prediction = Classifier(read_model_folder(killed)).classify(next(tiny_dataset.glob("red bird/*.png")))
     assert set(prediction.scores) == {"red bird", "blue bird"}
 

@@ -52,7 +52,15 @@ HOUR_SECONDS = 3600.0
 
 
 class FeedbackError(ValueError):
-    """A report that cannot be stored; the message is one line fit to show the visitor as is."""
+    """A report that cannot be stored; the message is one line fit to show the visitor as is.
+
+    ``reason`` names a refusal the page says in the visitor's language (its text table's
+    ``refused_REASON``, filled with ``values``); the message is the English of it.
+    """
+
+    def __init__(self, message: str, reason: str | None = None, **values: object) -> None:
+        super().__init__(message)
+        self.reason, self.values = reason, values
 
 
 def folder_name_problem(name: str) -> str | None:
@@ -234,15 +242,16 @@ class FeedbackStore:
             counted = any(seen == sha256 for _, seen in recent)
             if not counted and len(recent) >= self.settings.per_hour:
                 raise FeedbackError(
-                    f"Thank you, but this demo takes at most {self.settings.per_hour} reports an hour from one "
-                    f"visitor; your photo was not kept. Please try again later."
+                    f"Thank you, but this demo keeps at most {self.settings.per_hour} of one visitor's reports an "
+                    f"hour; your photo was not kept. Please try again later.", "per_hour", count=self.settings.per_hour
                 )
             photo, extension = _photo_bytes(upload)
             relative = self._place(reported, f"{sha256}{extension}")
             target = self.folder / relative
             if self.bytes + len(photo) > self.settings.max_bytes:
                 raise FeedbackError(
-                    "Thank you, but this demo has stored all the feedback photos it may; your photo was not kept."
+                    "Thank you, but this demo has stored all the feedback photos it may; your photo was not kept.",
+                    "full",
                 )
             when = datetime.now(timezone.utc)
             record = feedback_record(reported, answer, header, sha256, relative, self.model, via, when)
@@ -250,7 +259,8 @@ class FeedbackStore:
                 self._write(target, photo, record)
             except OSError as error:
                 print(f"Feedback: cannot write to {self.folder} ({error}); a report was refused.")
-                raise FeedbackError("Your feedback could not be stored just now; please try again later.") from error
+                raise FeedbackError("Your feedback could not be stored just now; please try again later.",
+                                    "not_stored") from error
             self.bytes += len(photo)
             if not counted:
                 recent.append((now, sha256))

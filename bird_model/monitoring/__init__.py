@@ -22,15 +22,8 @@ from bird_model.monitoring.baseline import Baseline, compute_baseline, read_base
 from bird_model.monitoring.log import LogSettings, ModelIdentity, PredictionLog, open_log, prediction_record
 from bird_model.monitoring.plots import FIGURE_NAMES, report_figures, save_figures
 from bird_model.monitoring.reading import MAX_TIMELINE_BUCKETS, LogSummary, Timeline, parse_time, read_log
-from bird_model.monitoring.report import (
-    MIN_RECORDS,
-    Report,
-    build_report,
-    format_report,
-    js_distance,
-    psi,
-    report_lines,
-)
+from bird_model.monitoring.drift import js_distance, psi
+from bird_model.monitoring.report import MIN_RECORDS, Report, build_report, format_report, report_lines
 from bird_model.monitoring.visitors import VisitorReports, read_visitor_reports
 
 __all__ = [

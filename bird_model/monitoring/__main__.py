@@ -9,7 +9,7 @@ defaults); options override them. Only the log's records of that model (that Hub
 that local folder) are read, with visitors' feedback on it (feedback-*.jsonl in the same folder).
 Exit status: 0 no alarm (or too little data to judge yet), 1 at least one alarm, 2 nothing to
 report on (no log folder, no predictions of that model, no model or baseline, a bad --since).
-Alarms and thresholds: README.md, "Monitoring".
+Alarms and thresholds: docs/monitoring.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
-import math
 import os
 import queue
 import threading
@@ -24,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from bird_model.images import ImageError, clean_copy, read_header
 from bird_model.logfolder import IMAGES_DIR, MIRROR_PATTERNS, prediction_file
-from bird_model.settings import ServedModel
+from bird_model.settings import ServedModel, positive_number
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitScheduler
@@ -211,7 +210,7 @@ class PredictionLog:
 
 @dataclass(frozen=True)
 class LogSettings:
-    """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see README.md."""
+    """``BIRD_LOG_DIR``, ``BIRD_LOG_IMAGES``, ``BIRD_LOG_REPO``, ``BIRD_LOG_EVERY``; see docs/settings.md."""
 
     folder: Path = ServedModel.log_dir
     keep_images: bool = False
@@ -226,13 +225,7 @@ class LogSettings:
         repo = environ.get("BIRD_LOG_REPO") or None
         if repo is not None and not is_repo_id(repo):
             raise ValueError(f"BIRD_LOG_REPO={repo!r} is not a Hub repo id; expected OWNER/NAME.")
-        every = environ.get("BIRD_LOG_EVERY") or str(cls.every_minutes)
-        try:
-            minutes = float(every)
-        except ValueError:
-            minutes = math.nan
-        if not minutes > 0:
-            raise ValueError(f"BIRD_LOG_EVERY={every!r} must be a positive number of minutes.")
+        minutes = positive_number(environ, "BIRD_LOG_EVERY", cls.every_minutes, "minutes")
         return cls(
             folder=ServedModel.from_environment(environ).log_dir,
             keep_images=environ.get("BIRD_LOG_IMAGES", "").lower() in {"1", "true", "yes"},

@@ -3,14 +3,13 @@
 Each finding opens with one plain sentence ("Visitors send more macaw photos than training
 had: 62% vs 25%"); its statistics follow. Alarms and thresholds are explained at
 :data:`MIN_RECORDS`, :data:`MIN_EXPECTED`, :data:`PSI_ALARM`, :data:`JS_ALARM` and
-:data:`RATE_FACTOR` (and in README.md, "Monitoring").
+:data:`RATE_FACTOR` (and in docs/monitoring.md); the statistics are :mod:`bird_model.monitoring.drift`'s.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bird_model.monitoring.baseline import Baseline
+from bird_model.monitoring.drift import chi2_critical, g_statistic, js_distance, psi, shares
 from bird_model.monitoring.reading import LogSummary
 
 if TYPE_CHECKING:
@@ -57,54 +57,6 @@ RATE_MARGIN = 0.10
 """A rate (unknown or low-confidence answers) alarms when it is over RATE_FACTOR times its
 validation rate *and* over it by RATE_MARGIN: the factor alone would alarm on 3% vs 1%, the
 margin alone would ignore a rate going from 0.5% to 10%."""
-SMOOTHING = 0.5
-"""Pseudo-count added to every bin before the PSI's logarithm: an empty bin (common with a
-few dozen validation photos) would otherwise make the index infinite."""
-
-
-def psi(observed: list[int], expected: list[int], smoothing: float = SMOOTHING) -> float:
-    """Population stability index: sum of (p - q) ln(p / q) over bins, both sides smoothed."""
-    p, q = shares(observed, smoothing), shares(expected, smoothing)
-    return float(np.sum((p - q) * np.log(p / q)))
-
-
-def js_distance(observed: list[int], expected: list[int]) -> float:
-    """Jensen-Shannon distance in base 2: the square root of the divergence, in [0, 1]."""
-    p, q = shares(observed, 0.0), shares(expected, 0.0)
-    middle = (p + q) / 2
-    divergence = (_kl(p, middle) + _kl(q, middle)) / 2
-    return float(math.sqrt(max(divergence, 0.0)))
-
-
-def g_statistic(observed: list[int], expected: list[int]) -> float:
-    """Likelihood-ratio (G) statistic of ``observed`` counts against the shares of ``expected``
-    (smoothed, so a group training never saw cannot make it infinite)."""
-    counts = np.asarray(observed, dtype=np.float64)
-    wanted = shares(expected, SMOOTHING) * counts.sum()
-    present = counts > 0
-    return float(2 * np.sum(counts[present] * np.log(counts[present] / wanted[present])))
-
-
-def chi2_critical(degrees: int, alpha: float = DRIFT_SIGNIFICANCE) -> float:
-    """The chi-square quantile that chance exceeds with probability ``alpha`` (Wilson-Hilferty:
-    within 3% of the exact value from 1 degree of freedom up at 0.001, without SciPy)."""
-    z = statistics.NormalDist().inv_cdf(1 - alpha)
-    h = 2 / (9 * degrees)
-    return degrees * (1 - h + z * math.sqrt(h)) ** 3
-
-
-def shares(counts: list[int], smoothing: float) -> np.ndarray:
-    values = np.asarray(counts, dtype=np.float64) + smoothing
-    if values.sum() <= 0:
-        raise ValueError("a distribution needs at least one count")
-    return values / values.sum()
-
-
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    present = p > 0
-    return float(np.sum(p[present] * np.log2(p[present] / q[present])))
-
-
 def percent(share: float) -> str:
     """Whole percent from 10% up, one decimal below it: "62%", "2.4%"."""
     return f"{share:.0%}" if share >= 0.095 else f"{share:.1%}"
@@ -307,7 +259,8 @@ def class_check(classes: Comparison, count: int) -> Check:
         need = max(MIN_RECORDS, math.ceil(MIN_EXPECTED / float(classes.baseline_shares().max())))
         return Check("class drift", False, "", "too few predictions per class to compare the class mix",
                      needs=(count, need))
-    statistic, limit = g_statistic(grouped.served, grouped.baseline), chi2_critical(len(grouped.bins) - 1)
+    statistic = g_statistic(grouped.served, grouped.baseline)
+    limit = chi2_critical(len(grouped.bins) - 1, DRIFT_SIGNIFICANCE)
     large = psi(grouped.served, grouped.baseline) > PSI_ALARM or js_distance(grouped.served, grouped.baseline) > JS_ALARM
     biggest = max(grouped.rows(len(grouped.bins)), key=lambda row: abs(row.served - row.baseline))
     gap = f"{percent(biggest.served)} vs {percent(biggest.baseline)}"

@@ -175,6 +175,6 @@ class Predictor:
         return Answered(prediction, explained.overlay, label, details)
 
     def api(self, photo: str | None, request: gr.Request) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``/predict``: ``(label, details)``, see README.md."""
+        """``/predict``: ``(label, details)``, see README.md, "The API"."""
         answered = self.predict(photo, caller_of(request))
         return answered.label, answered.details

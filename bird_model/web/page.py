@@ -39,11 +39,18 @@ photos, and at most twenty photos' work (each through the same decoder and slots
 CSS = """
 .subdued { opacity: 0.75; font-size: 0.95em; }
 #overlay img { object-fit: contain; }
-@media (max-width: 640px) { #feedback-buttons { display: none; } }
+#examples .grid-wrap { min-height: 0; max-height: none; }
+@media (max-width: 640px) {
+  #feedback-buttons { display: none; }
+  #examples .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  #examples .caption-label { white-space: normal; }
+}
 @media (min-width: 641px) { #feedback-compact { display: none; } }
 """
-"""The page's own style: the closest birds of an unknown verdict subdued; on a phone, the
-feedback choices as one dropdown and one button instead of a column of buttons."""
+"""The page's own style: the closest birds of an unknown verdict subdued; the examples as tall
+as their photos (Gradio's gallery keeps at least 320-450 px, an empty band under one row); on a
+phone, examples two to a row so each photo and its caption stay readable, and the feedback
+choices as one dropdown and one button instead of a column of buttons."""
 SCROLL_TO_ANSWER = "() => document.getElementById('answer')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
 """After Submit on a phone the answer is a screen below the photo: bring it into view."""
 

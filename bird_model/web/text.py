@@ -18,9 +18,8 @@ from collections.abc import Mapping
 import gradio as gr
 from gradio.i18n import I18nData
 
-from bird_model.artifacts import ModelFolder, ModelFolderError
+from bird_model.artifacts import MAX_DISPLAY_NAME, ModelFolder, ModelFolderError, display_names_file
 
-MAX_NAME = 100
 """Longest display name of a class: a bird's name, never a paragraph."""
 LANGUAGES = ("en", "id")
 """English first: the fallback for any other browser language."""
@@ -139,6 +138,12 @@ TEXT: dict[str, dict[str, str]] = {
         "already_saved": "Sudah tersimpan: Anda bilang {said}. Terima kasih.",
         "said_none": "bukan salah satu burung ini",
         "no_photo": "Tidak ada foto: unggah foto burung terlebih dahulu.",
+        # The feedback store's refusals (FeedbackError.reason); their English is the store's own message.
+        "refused_per_hour": ("Terima kasih, tetapi demo ini menyimpan paling banyak {count} laporan dari satu "
+                             "pengunjung per jam; foto Anda tidak disimpan. Silakan coba lagi nanti."),
+        "refused_full": ("Terima kasih, tetapi demo ini sudah menyimpan semua foto masukan yang diizinkan; foto Anda "
+                         "tidak disimpan."),
+        "refused_not_stored": "Masukan Anda tidak dapat disimpan saat ini; silakan coba lagi nanti.",
         "no_answer": ("Masukan adalah tentang sebuah jawaban: kirim foto ini untuk dikenali terlebih dahulu (Kirim, "
                       "atau /predict), lalu katakan burung apa sebenarnya."),
         "limits_title": "Yang diketahui model ini, dan batasnya",
@@ -180,7 +185,7 @@ def display_names(folder: ModelFolder, language: str) -> dict[str, str]:
     A downloaded model folder is a stranger's file: a list of the wrong length or with anything
     but short printable strings is refused in one line at start-up (``ModelFolderError``).
     """
-    path = folder.path / f"labels.{language}.json"
+    path = folder.path / display_names_file(language)
     if not path.is_file():
         return {name: name for name in folder.classes}
     try:
@@ -188,8 +193,8 @@ def display_names(folder: ModelFolder, language: str) -> dict[str, str]:
     except (OSError, ValueError) as error:
         raise ModelFolderError(f"{path.name} is not readable JSON ({error}).") from error
     if (not isinstance(shown, list) or len(shown) != len(folder.classes)
-            or not all(isinstance(name, str) and 0 < len(name) <= MAX_NAME and name.isprintable() for name in shown)):
-        raise ModelFolderError(f"{path.name} must list {len(folder.classes)} printable names of at most {MAX_NAME} "
+            or not all(isinstance(name, str) and 0 < len(name) <= MAX_DISPLAY_NAME and name.isprintable() for name in shown)):
+        raise ModelFolderError(f"{path.name} must list {len(folder.classes)} printable names of at most {MAX_DISPLAY_NAME} "
                                "characters, in the order of labels.json.")
     return dict(zip(folder.classes, shown))
 
