@@ -18,6 +18,7 @@ from pathlib import Path
 from bird_model.artifacts import LATEST_LINK, ModelFolderError, new_run_folder, point_latest
 from bird_model.checkpoints import CheckpointError
 from bird_model.class_names import ClassNamesError
+from bird_model.cluster import ClusterError, WorkerLostError
 from bird_model.data import DatasetError
 from bird_model.hub import HubError
 from bird_model.pipeline import BaseWeightsError, check_base_weights, run_training
@@ -99,14 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             check_base_weights(args.base_weights, args.image_size)
             sources = [resolve_source(spec) for spec in args.data or [DEFAULT_DATA]]
-            folder = run_training(sources, run_settings(args), parent=published_parent(args)).path
-        except (DataSourceError, DatasetError, ClassNamesError, ModelFolderError, CheckpointError,
+            trained = run_training(sources, run_settings(args), parent=published_parent(args))
+        except (DataSourceError, DatasetError, ClassNamesError, ModelFolderError, CheckpointError, ClusterError,
                 FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
-        except BaseWeightsError as error:
+        except (BaseWeightsError, WorkerLostError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 1
+        if trained is None:  # a worker other than the chief: the chief writes and publishes
+            return 0
+        folder = trained.path
         if args.output is None:
             point_latest(folder)
             print(f"{LATEST_LINK} now points to {folder}; serve it with: python app.py")

@@ -182,8 +182,9 @@ def train_ours(
 ) -> tuple[np.ndarray, dict]:
     """As ``pipeline.run_training`` trains: the product's model and two phases, untouched."""
     from bird_model.model import build_classifier
-    from bird_model.training import batched_predict, train_two_phases
+    from bird_model.training import batched_predict, make_reproducible, train_two_phases
 
+    make_reproducible(options.seed)
     model = build_classifier(num_classes, image_size, weights)
     histories = train_two_phases(model, train, validation, options)
     return np.asarray(batched_predict(model, validation)), histories

@@ -51,8 +51,7 @@ from bird_model.model import BASE_NAME, unfreeze_top
 from bird_model.pipeline import resolve_base_weights
 from bird_model.settings import TrainingOptions
 
-# The same compile and callbacks as ours, so that only the recipe's own choices differ.
-from bird_model.training import training_callbacks, compile_model, plain_history
+from bird_model.plateaus import LEARNING_RATE_FACTOR
 
 AUGMENTATION = {
     "rotation_range": 20,
@@ -121,11 +120,22 @@ def _fit(
     options: TrainingOptions,
     verbose: int,
 ) -> dict[str, list[float]]:
-    compile_model(model, learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     history = model.fit(
         batches, validation_data=validation_data, epochs=epochs, callbacks=training_callbacks(options), verbose=verbose
     )
-    return plain_history(history.history)
+    return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+def training_callbacks(options: TrainingOptions) -> list[keras.callbacks.Callback]:
+    """Keras' versions of our early stopping and learning-rate reduction (``bird_model.plateaus``), with our
+    settings, so that only the recipe's own choices differ."""
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=LEARNING_RATE_FACTOR,
+                                          patience=max(1, options.patience // 2)),
+    ]
 
 
 def predict_original(model, photos: Photos) -> np.ndarray:

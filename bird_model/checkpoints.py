@@ -1,10 +1,13 @@
 """Checkpoints of an unfinished training run, so that ``train.py --resume`` continues it.
 
 A notebook that disconnects or a preemptible machine that is taken back should not cost the
-epochs already trained. At each epoch end the run writes, beside its output folder
-(``OUTPUT.checkpoint/``), the classifier's weights, the optimizer's state (moments, step,
-learning rate), which phase and epoch it reached and the history so far; at the end of a
-phase, the phase's best weights. The folder goes once the model folder is complete.
+epochs already trained, and the resumed run must end where the uninterrupted one would. At each
+epoch end the run writes, beside its output folder (``OUTPUT.checkpoint/``), everything that
+decides the rest of the run: the classifier's variables (the augmentation's and dropout's random
+state included), the optimizer's (moments, step, learning rate), early stopping's best weights,
+its counter and the learning-rate reduction's (``bird_model.plateaus``), which phase and epoch it
+reached (the epoch also fixes the shuffle order: ``inputs.epoch_order``) and the history so far.
+The folder goes once the model folder is complete. In a multi-worker run only the chief writes it.
 
 A checkpoint continues only the run that made it: the options and the dataset's fingerprint
 are stored with it and compared on ``--resume``. Light to import (no TensorFlow), so that
@@ -22,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from bird_model.plateaus import EarlyStopping, LearningRate
+
 SUFFIX = ".checkpoint"
 STATE_FILE = "state.json"
-WEIGHTS_FILE = "weights.npz"
-OPTIMIZER_FILE = "optimizer.npz"
+ARRAYS_PREFIX = "arrays-"
 
-Histories = dict[str, dict[str, list[float]]]
+Histories = dict[str, dict[str, Any]]
+"""Per phase, each metric's list of epoch values, and ``kept_epoch``: the epoch whose weights the phase kept."""
 
 
 class CheckpointError(ValueError):
@@ -36,7 +41,8 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a run got: ``epochs_done`` epochs of ``phase``, and every finished epoch's metrics.
+    """How far a run got: ``epochs_done`` epochs of ``phase``, every finished epoch's metrics, and,
+    mid-phase, the phase's early stopping and learning rate.
 
     ``phase`` is ``phase1``, ``phase2`` or ``done`` (trained, the model folder still to write).
     """
@@ -44,11 +50,26 @@ class Progress:
     phase: str = "phase1"
     epochs_done: int = 0
     histories: Histories = field(default_factory=dict)
+    stopping: EarlyStopping | None = None
+    learning_rate: LearningRate | None = None
 
     def describe(self) -> str:
         if self.phase == "done":
             return "training finished; writing the model folder"
         return f"phase {self.phase[-1]} at epoch {self.epochs_done + 1}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "epochs_done": self.epochs_done, "histories": self.histories,
+                "stopping": self.stopping.to_json() if self.stopping else None,
+                "learning_rate": self.learning_rate.to_json() if self.learning_rate else None}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> Progress:
+        return cls(
+            phase=saved["phase"], epochs_done=saved["epochs_done"], histories=saved["histories"],
+            stopping=EarlyStopping.from_json(saved["stopping"]) if saved.get("stopping") else None,
+            learning_rate=LearningRate.from_json(saved["learning_rate"]) if saved.get("learning_rate") else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,43 +84,30 @@ class Checkpoint:
         state = self.folder / STATE_FILE
         if not state.is_file():
             return Progress()
-        saved = json.loads(state.read_text(encoding="utf-8"))
-        return Progress(phase=saved["phase"], epochs_done=saved["epochs_done"], histories=saved["histories"])
+        return Progress.from_json(json.loads(state.read_text(encoding="utf-8")))
 
-    def save(
-        self, progress: Progress, weights: list[np.ndarray], optimizer_state: dict[str, np.ndarray] | None
-    ) -> None:
-        """Write weights and optimizer state first, the state file last.
+    def save(self, progress: Progress, arrays: dict[str, np.ndarray]) -> None:
+        """Write the arrays under a name of this epoch, then the state file that names them, then drop older arrays.
 
-        Each file is written aside and renamed over the old one; a run killed between two
-        renames can pair new weights with the previous epoch's state, which resumes one
-        epoch early at worst.
+        Each file is written aside and renamed into place, and the state file's rename is the
+        one step that moves the checkpoint on: a run killed at any moment leaves a state file
+        and the very arrays it was saved with.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_arrays(WEIGHTS_FILE, {str(index): array for index, array in enumerate(weights)})
-        (self.folder / OPTIMIZER_FILE).unlink(missing_ok=True)
-        if optimizer_state is not None:
-            self._write_arrays(OPTIMIZER_FILE, optimizer_state)
-        state = {"run": self.run, "phase": progress.phase, "epochs_done": progress.epochs_done,
-                 "histories": progress.histories}
-        (self.folder / f"next.{STATE_FILE}").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        os.replace(self.folder / f"next.{STATE_FILE}", self.folder / STATE_FILE)
-
-    def weights(self) -> list[np.ndarray]:
-        """The classifier's weights, in ``keras.Model.get_weights`` order."""
-        saved = self._read_arrays(WEIGHTS_FILE)
-        return [saved[str(index)] for index in range(len(saved))]
-
-    def optimizer_state(self) -> dict[str, np.ndarray] | None:
-        """The saved phase's optimizer variables (Keras ``save_own_variables`` keys), if it was mid-phase."""
-        return self._read_arrays(OPTIMIZER_FILE) if (self.folder / OPTIMIZER_FILE).is_file() else None
-
-    def _write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        name = f"{ARRAYS_PREFIX}{progress.phase}-{progress.epochs_done}.npz"
         with (self.folder / f"next.{name}").open("wb") as file:
             np.savez(file, **arrays)
         os.replace(self.folder / f"next.{name}", self.folder / name)
+        state = {"run": self.run, **progress.to_json(), "arrays": name}
+        (self.folder / f"next.{STATE_FILE}").write_text(json.dumps(state, indent=1), encoding="utf-8")
+        os.replace(self.folder / f"next.{STATE_FILE}", self.folder / STATE_FILE)
+        for old in self.folder.glob(f"{ARRAYS_PREFIX}*.npz"):
+            if old.name != name:
+                old.unlink()
 
-    def _read_arrays(self, name: str) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays saved with the last state, by the names they were saved under."""
+        name = json.loads((self.folder / STATE_FILE).read_text(encoding="utf-8"))["arrays"]
         with np.load(self.folder / name) as saved:
             return {key: saved[key] for key in saved.files}
 

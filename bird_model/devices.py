@@ -1,7 +1,7 @@
 """Where training runs: the ``tf.distribute`` strategy and the numeric precision, chosen in one place.
 
 - ``TF_CONFIG`` set: ``MultiWorkerMirroredStrategy``, one replica per device on every machine
-  it names (the same ``train.py`` command runs on each).
+  it names (the same ``train.py`` command runs on each; ``bird_model.cluster`` says which is the chief).
 - Several GPUs (or, for tests, several logical CPUs from ``BIRD_SPLIT_CPU``): ``MirroredStrategy``.
 - Otherwise TensorFlow's default strategy: one device, nothing distributed.
 
@@ -18,8 +18,12 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from bird_model.cluster import TF_CONFIG_ENV, WORKER_TIMEOUT_S
+
 SPLIT_CPU_ENV = "BIRD_SPLIT_CPU"
 """Split the CPU into this many logical devices, so the MirroredStrategy path runs without GPUs (tests, CI)."""
+PACK_BYTES = 32 << 20
+"""Gradients per all-reduce message across workers: MobileNetV2's unfrozen top (about 8 MB) in one."""
 MIXED = "mixed_float16"
 FLOAT32 = "float32"
 
@@ -36,24 +40,36 @@ class Devices:
     def describe(self) -> str:
         """One line for the run's output; TensorFlow's default strategy has only a private class name."""
         name = type(self.strategy).__name__
-        if name.startswith("_Default"):
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            name = "MultiWorkerMirroredStrategy"  # whose class TensorFlow names CollectiveAllReduceStrategy
+        elif name.startswith("_Default"):
             name = "one device (TensorFlow's default strategy)"
         return f"Devices: {name}, {self.replicas} replica(s), precision {self.precision}"
 
 
 def choose_devices() -> Devices:
-    """Pick the strategy and set Keras' dtype policy for the models built from now on."""
-    _split_cpu(int(os.environ.get(SPLIT_CPU_ENV) or 1))
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    if os.environ.get("TF_CONFIG"):
-        strategy: tf.distribute.Strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy([device.name for device in gpus])
-    elif not gpus and len(cpus) > 1:
-        strategy = tf.distribute.MirroredStrategy([device.name for device in cpus])
+    """Pick the strategy and set Keras' dtype policy for the models built from now on.
+
+    Call it before any other TensorFlow call: ``MultiWorkerMirroredStrategy`` configures the
+    collective ops at TensorFlow's start, and listing devices first starts it without them.
+    """
+    if os.environ.get(TF_CONFIG_ENV):
+        # A step that waits longer than this for another worker fails instead of hanging; the gradients
+        # travel packed into few messages, not one per variable (a hundred in phase 2).
+        options = tf.distribute.experimental.CommunicationOptions(
+            bytes_per_pack=PACK_BYTES, timeout_seconds=WORKER_TIMEOUT_S)
+        strategy: tf.distribute.Strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        gpus = tf.config.list_logical_devices("GPU")
     else:
-        strategy = tf.distribute.get_strategy()
+        _split_cpu(int(os.environ.get(SPLIT_CPU_ENV) or 1))
+        gpus = tf.config.list_logical_devices("GPU")
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(gpus) > 1:
+            strategy = tf.distribute.MirroredStrategy([device.name for device in gpus])
+        elif not gpus and len(cpus) > 1:
+            strategy = tf.distribute.MirroredStrategy([device.name for device in cpus])
+        else:
+            strategy = tf.distribute.get_strategy()
     precision = MIXED if gpus else FLOAT32
     keras.config.set_dtype_policy(precision)
     return Devices(strategy=strategy, precision=precision)
@@ -64,8 +80,3 @@ def _split_cpu(count: int) -> None:
     if count > 1:
         [cpu] = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
-
-
-def global_batch_size(per_replica: int) -> int:
-    """Each replica gets ``per_replica`` photos of a step: the batch that tf.data makes is their sum."""
-    return per_replica * int(tf.distribute.get_strategy().num_replicas_in_sync)

@@ -39,16 +39,18 @@ class Photos:
     def __len__(self) -> int:
         return len(self.files)
 
-    def batches(self, batch_size: int, shuffle_seed: int | None = None, with_labels: bool = True) -> tf.data.Dataset:
-        """Float32 ``(batch, size, size, 3)`` pixels in 0-255, with the labels unless ``with_labels`` is False.
+    def shard(self, index: int, count: int) -> Photos:
+        """Every ``count``-th photo from ``index``: worker ``index``'s share of a ``count``-worker run."""
+        return self.reordered(np.arange(index, len(self), count))
 
-        With a ``shuffle_seed`` the order is reshuffled every epoch, reproducibly; only file
-        names are shuffled, so the whole set fits the shuffle buffer at no cost.
-        """
+    def reordered(self, order: np.ndarray) -> Photos:
+        """The photos at positions ``order`` (an epoch's shuffle: :func:`epoch_order`)."""
+        return Photos(tuple(self.files[int(position)] for position in order), self.labels[order], self.image_size)
+
+    def batches(self, batch_size: int, with_labels: bool = True) -> tf.data.Dataset:
+        """Float32 ``(batch, size, size, 3)`` pixels in 0-255, in order, with the labels unless ``with_labels`` is False."""
         files = tf.data.Dataset.from_tensor_slices(tf.constant(self.files, dtype=tf.string))
         dataset = tf.data.Dataset.zip(files, tf.data.Dataset.from_tensor_slices(self.labels))
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(self), seed=shuffle_seed, reshuffle_each_iteration=True)
         dataset = dataset.map(self._read, num_parallel_calls=tf.data.AUTOTUNE)
         if not with_labels:
             dataset = dataset.map(lambda pixels, label: pixels)
@@ -64,3 +66,12 @@ class Photos:
         size = self.image_size
         raw = tf.io.decode_raw(tf.io.read_file(file), tf.uint8)[: size * size * 3]
         return tf.cast(tf.reshape(raw, (size, size, 3)), tf.float32), label
+
+
+def epoch_order(count: int, seed: int, phase: int, epoch: int) -> np.ndarray:
+    """The shuffle of ``count`` training examples for one epoch (0-based) of one phase.
+
+    A function of its arguments alone, not of a generator's state: a resumed run shuffles its
+    next epoch exactly as the uninterrupted run did, with nothing but the epoch to store.
+    """
+    return np.random.default_rng([seed, phase, epoch]).permutation(count)

@@ -6,6 +6,7 @@ evaluate → write the folder (staged, then moved into place).
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import time
@@ -21,6 +22,7 @@ from bird_model import artifacts, dataset_files, quantization
 from bird_model.card import default_model_name, render_model_card
 from bird_model.class_names import read_class_names
 from bird_model.checkpoints import check_resumable, open_checkpoint
+from bird_model.cluster import TF_CONFIG_ENV, check_resume, current_role
 from bird_model.console import step
 from bird_model.curves import save_training_curves
 from bird_model.data import Dataset, Split, load_dataset, split_dataset
@@ -34,16 +36,20 @@ from bird_model.settings import RunSettings
 
 def run_training(
     sources: list[ResolvedSource], settings: RunSettings, parent: Parent | None = None
-) -> artifacts.ModelFolder:
+) -> artifacts.ModelFolder | None:
     """Train on ``sources`` and write the model folder at ``settings.output``.
 
     With a ``parent`` (the published model this run would replace), the photos that
     validated the parent stay in validation, and the new model is compared with the
-    parent on them.
+    parent on them. In a multi-worker run (``TF_CONFIG``) every worker trains, only the
+    chief writes; the others return None once training is done, having written nothing.
     """
     started = time.monotonic()
-    check_resumable(settings.output, settings.resume, settings.overwrite)
-    artifacts.check_output_free(settings.output, settings.overwrite)
+    role = current_role()
+    check_resume(role, settings.resume)
+    if role.is_chief:
+        check_resumable(settings.output, settings.resume, settings.overwrite)
+        artifacts.check_output_free(settings.output, settings.overwrite)
     weights = resolve_base_weights(settings.base_weights)
 
     dataset = load_dataset(
@@ -58,22 +64,26 @@ def run_training(
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
 
-    checkpoint = open_checkpoint(settings.output, resume_record(settings, dataset))
-    if settings.resume:
+    checkpoint = open_checkpoint(settings.output, resume_record(settings, dataset)) if role.is_chief else None
+    if settings.resume and checkpoint is not None:
         print(f"Resuming from {checkpoint.folder}: {checkpoint.progress().describe()}")
 
     # Keras and TensorFlow load only now, so option and dataset errors come back instantly.
     from bird_model.devices import choose_devices
     from bird_model.model import build_classifier, features_and_probabilities, save_keras_model, serving_copy
     from bird_model.inputs import Photos
-    from bird_model.training import batched_predict, train_two_phases
+    from bird_model.training import batched_predict, make_reproducible, train_two_phases, worker_lost
 
+    devices = choose_devices()  # first of all TensorFlow calls: a multi-worker strategy must configure it
+    print(devices.describe() + (f"; {role.describe()}" if role.distributed else ""))
+    make_reproducible(settings.training.seed)
     train, validation = Photos.of(dataset, split.train), Photos.of(dataset, split.validation)
-    devices = choose_devices()
-    print(devices.describe())
-    with devices.strategy.scope():
+    with devices.strategy.scope(), worker_lost(role):
         trained = _with_base_weights(build_classifier, len(dataset.classes), settings.image_size, weights)
-        histories = train_two_phases(trained, train, validation, settings.training, checkpoint)
+        histories = train_two_phases(trained, train, validation, settings.training, checkpoint, role)
+    if checkpoint is None:
+        print(f"Trained as {role.describe()} in {time.monotonic() - started:.0f} s; worker 0 writes the model folder.")
+        return None
     # Evaluated, exported and saved in float32 on one device: exactly what will be served.
     with step("Copying the trained weights into the float32 model that is served"):
         model = serving_copy(trained)
@@ -160,6 +170,10 @@ def check_base_weights(option: str, image_size: int) -> None:
     when that fails, ``FileNotFoundError`` for a weights file that does not exist.
     """
     if resolve_base_weights(option) == "imagenet":
+        if os.environ.get(TF_CONFIG_ENV):
+            # Not here under TF_CONFIG: the multi-worker strategy must be TensorFlow's first call
+            # (devices.choose_devices); run_training builds with the weights after it, the same way.
+            return
         from bird_model.model import build_classifier
 
         _with_base_weights(build_classifier, 2, image_size, "imagenet")

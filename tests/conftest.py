@@ -35,6 +35,10 @@ needs_parrots = pytest.mark.skipif(
     not PARROTS.is_dir(), reason=f"reference dataset not found at {PARROTS} (only present on the team's machines)"
 )
 
+LEARNING_BACKBONE = str(PROXY_WEIGHTS) if PROXY_WEIGHTS.is_file() else "none"
+"""``--base-weights`` for tests that compare runs: the stand-in backbone, whose tiny models learn, where
+the team's files are; elsewhere (CI) a random one, whose loss stays near log 2 but whose weights
+still move, so runs can still be compared weight for weight."""
 TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
 TRAIN_TINY = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
 """The cheapest real train.py run: what it costs is TensorFlow's start and the export, not the model."""
@@ -157,6 +161,14 @@ def run_script(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_train_py(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``train.py`` started as a user starts it, not waited for: for runs killed midway or run side by side."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT,
+        env={**os.environ, **QUIET_ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
