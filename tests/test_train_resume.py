@@ -79,8 +79,15 @@ def test_a_run_killed_in_phase_2_resumes_to_the_uninterrupted_model(tiny_dataset
 
     assert json.loads((killed / "history.json").read_text())["phase2"]["kept_epoch"] == int(kept.group(2))
     for name in ("metrics.json", "history.json"):
-        assert json.loads((killed / name).read_text()) == json.loads((whole / name).read_text()), name
+        assert trained_part(killed / name) == trained_part(whole / name), name
     expected, got = saved_weights(whole), saved_weights(killed)
     assert sorted(got) == sorted(expected)
     for name, array in expected.items():
         np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
+def trained_part(path: Path) -> dict:
+    """A run's record without what the export measures by timing: which conversion is served is the
+    fastest that holds (bird_model.quantization), and the outlier threshold comes from that one."""
+    document = json.loads(path.read_text())
+    return {key: value for key, value in document.items() if key not in ("serving_variants", "outliers")}
