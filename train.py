@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--license", default=RUN.license, metavar="ID",
                         help=f"the model card's license, a Hub license id such as cc-by-4.0 or apache-2.0; "
                              f"the photos' terms decide it (default {RUN.license})")
+    parser.add_argument("--no-quantize", dest="quantize", action="store_false",
+                        help="serve the float32 LiteRT model and skip the 8-bit conversions and their comparison "
+                             "(about 15 s less per run; docs/training.md, The served model)")
     parser.add_argument("--class-names-file", type=Path, metavar="CSV",
                         help="display names per language for the page: a CSV whose first line is 'class' and "
                              "language codes (class,id,en), then one line per class folder")
@@ -140,6 +143,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         model_name=args.model_name,
         license=args.license,
         class_names_file=args.class_names_file,
+        quantize=args.quantize,
         cache_dir=args.cache_dir or default_cache_dir(),
         resume=args.resume,
         training=TrainingOptions(

@@ -61,7 +61,7 @@ class Classifier:
         """``litert_path`` serves another conversion than the folder's ``model.tflite`` (benchmarks compare them)."""
         litert_path = litert_path or folder.path / LITERT_FILE
         if litert_path.is_file():
-            model_path, (forward, outputs, explains) = litert_path, _litert_forward(litert_path)
+            model_path, (forward, outputs, explains) = litert_path, _litert_forward(litert_path, folder)
         else:
             model_path, (forward, outputs, explains) = folder.model_path, _keras_forward(folder)
         if outputs != len(folder.classes):
@@ -119,8 +119,15 @@ def _load_detector(path: Path) -> OutlierDetector | None:
         raise ModelFolderError(str(error)) from error
 
 
-def _litert_forward(path: Path) -> tuple[Forward, int, bool]:
+def _litert_forward(path: Path, folder: ModelFolder) -> tuple[Forward, int, bool]:
+    """The converted model, refused when it takes photos of another size than the run config says
+    (a downloaded folder is a stranger's: every photo would fail inside the interpreter)."""
     model = LiteRTModel(path)
+    if model.image_size != folder.image_size:
+        raise ModelFolderError(
+            f"{path} takes {model.image_size}x{model.image_size} photos but the folder's run config says image_size "
+            f"{folder.image_size}; the model and its run config come from different runs."
+        )
     return model.outputs, model.num_classes, model.activation_shape is not None
 
 

@@ -150,6 +150,8 @@ class LiteRTModel:
         self.num_classes = int(shapes[PROBABILITIES_OUTPUT][-1])
         self.activation_shape = tuple(int(n) for n in shapes[ACTIVATION_OUTPUT][1:]) if ACTIVATION_OUTPUT in shapes else None
         """``(h, w)`` of the activation map; None when the file predates it."""
+        self.image_size = int(self._run.get_input_details()["pixels"]["shape"][1])
+        """The side of the square photos the model takes."""
         self._lock = threading.Lock()
         # LiteRT applies XNNPACK at the first run and says so on stderr from C++ ("INFO: Created
         # TensorFlow Lite XNNPACK delegate for CPU."), which no setting silences: run once here, filtered.

@@ -106,11 +106,13 @@ def run_training(
     config["parent"] = None if parent is None else parent.record()
     staging = artifacts.staging_folder(settings.output)
     try:
-        with step("Saving the Keras model and converting it to LiteRT: float32 (checked against Keras), "
-                  "dynamic-range and full-integer"):
+        quantizations = quantization.QUANTIZATIONS if settings.quantize else ()
+        with step("Saving the Keras model and converting it to LiteRT: "
+                  + ", ".join([f"{quantization.FLOAT} (checked against Keras)", *quantizations])):
             save_keras_model(model, staging)
             calibration = Photos.of(dataset, split.train[:: max(1, len(split.train) // CALIBRATION_PHOTOS)])
-            variants = quantization.convert_variants(model, staging, np.concatenate(list(calibration.arrays())))
+            variants = quantization.convert_variants(model, staging, np.concatenate(list(calibration.arrays())),
+                                                     quantizations)
         with step(f"Choosing the served {artifacts.LITERT_FILE}: each conversion's validation accuracy, "
                   "unknown verdicts and speed"):
             runs = quantization.run_variants(variants, validation.arrays(), quantization.reference_outliers(settings.image_size))

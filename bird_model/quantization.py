@@ -58,15 +58,17 @@ class VariantRun:
     """Forward-pass time of every photo, validation photos then outliers."""
 
 
-def convert_variants(model: keras.Model, folder: Path, calibration: np.ndarray) -> dict[str, Path]:
+def convert_variants(model: keras.Model, folder: Path, calibration: np.ndarray,
+                     quantizations: tuple[str, ...] = QUANTIZATIONS) -> dict[str, Path]:
     """Every variant of ``model`` as a file in ``folder``: float32 under :data:`FLOAT_LITERT_FILE`
-    (checked against Keras), the 8-bit ones under scratch names that :func:`install_served` removes.
+    (checked against Keras), the 8-bit ones named in ``quantizations`` under scratch names that
+    :func:`install_served` removes (none: float32 is served, and training saves their conversions' time).
 
     ``calibration``: uint8 training photos whose activation ranges the full-integer model is fitted to.
     """
     paths = {FLOAT: folder / FLOAT_LITERT_FILE}
     export_litert(model, paths[FLOAT])
-    for quantization in QUANTIZATIONS:
+    for quantization in quantizations:
         paths[quantization] = folder / f"model-{quantization}.tflite"
         export_quantized(model, paths[quantization], quantization, calibration)
     return paths

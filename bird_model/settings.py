@@ -84,6 +84,9 @@ class RunSettings:
     """The card's title and ``model_name``; None derives it from the first data source
     (``parrots`` -> ``parrots-classifier``: :func:`bird_model.card.default_model_name`)."""
     license: str = DEFAULT_LICENSE
+    quantize: bool = True
+    """Also convert to 8-bit LiteRT and serve the fastest conversion that holds accuracy
+    (:mod:`bird_model.quantization`); False serves float32 and skips those conversions."""
     class_names_file: Path | None = None
     """A CSV of display names per language (:mod:`bird_model.class_names`); None shows folder names."""
     training: TrainingOptions = field(default_factory=TrainingOptions)

@@ -39,8 +39,13 @@ LEARNING_BACKBONE = str(PROXY_WEIGHTS) if PROXY_WEIGHTS.is_file() else "none"
 """``--base-weights`` for tests that compare runs: the stand-in backbone, whose tiny models learn, where
 the team's files are; elsewhere (CI) a random one, whose loss stays near log 2 but whose weights
 still move, so runs can still be compared weight for weight."""
-TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96")
-TRAIN_TINY = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+TINY = ("--base-weights", "none", "--epochs", "1", "--fine-tune-epochs", "0", "--image-size", "32")
+"""The smallest real training run: a random backbone, one epoch, 32 px."""
+TRAIN_TINY = (*TINY, "--no-quantize")
+"""TINY serving float32: the 8-bit conversions and their comparison cost about 15 s a run, and only the
+tests of that choice (tests/test_train_cli.py's complete folder, tests/test_quantization.py) need them."""
+TRAIN_FAST = ("--base-weights", PROXY_WEIGHTS, "--epochs", "3", "--fine-tune-epochs", "1", "--image-size", "96",
+              "--no-quantize")
 """The cheapest real train.py run: what it costs is TensorFlow's start and the export, not the model."""
 TINY_COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200)}
 

@@ -235,6 +235,17 @@ def test_a_downloaded_folder_with_an_impossible_image_size_is_refused(
         read_model_folder(folder)
 
 
+def test_a_folder_whose_model_takes_another_size_stops_the_start_in_one_line(tiny_model: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    (folder / "run_config.json").write_text(json.dumps({**config, "image_size": 64}))  # the model takes 32
+
+    result = run_here("app.py", "--model", folder)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "takes 32x32 photos but the folder's run config says image_size 64" in line, line
+
+
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     """A path says the folder is missing; OWNER/NAME is also a relative path, so both readings are named."""
     result = run_here("app.py", "--model", tmp_path / "nowhere")

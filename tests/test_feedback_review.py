@@ -265,7 +265,7 @@ def test_review_refusals_are_one_line_and_exit_2(pending, capsys, tmp_path: Path
 
 def test_training_on_a_feedback_folder_with_nothing_accepted_stops(pending, capsys) -> None:
     log, _ = pending
-    assert train.main(["--data", str(log / "feedback"), "--output", str(log.parent / "run")]) == 2
+    assert train.main(["--data", str(log / "feedback"), "--output", str(log.parent / "run"), "--base-weights", "none"]) == 2
     out, err = capsys.readouterr()
     assert "3 feedback reports are pending review and not used: python -m bird_model.feedback list" in out
     assert "is a feedback folder with no accepted report, so there is nothing to train on until some are accepted " \

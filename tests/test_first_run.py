@@ -35,6 +35,8 @@ def test_two_default_runs_share_the_photo_cache_and_the_app_serves_the_latest(ti
     assert len(runs) == 2
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink() and latest.resolve() == runs[-1].resolve()
+    served = json.loads((latest / "metrics.json").read_text())["serving_variants"]
+    assert [(v["name"], v["served"]) for v in served] == [("float32", True)], "--no-quantize: float32, no 8-bit"
 
     with serving({"BIRD_MODEL": ""}, cwd=tmp_path) as app:
         assert "Serving local folder runs/latest" in app.log()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bird_model.artifacts import read_model_folder
 from bird_model.evaluation import Metrics
-from tests.conftest import TRAIN_TINY, make_dataset, run_here, run_script
+from tests.conftest import TINY, TRAIN_TINY, make_dataset, run_here, run_script
 
 FAST = (*TRAIN_TINY, "--fine-tune-epochs", "1")  # phase 2 too: the folder must record both phases
 
@@ -22,7 +22,8 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     names_table = tmp_path / "names.csv"  # as a spreadsheet saves it: a byte-order mark, an empty cell
     names_table.write_text("\ufeffclass,id,en\r\nred bird,Burung merah,\r\n", encoding="utf-8")
     # TensorFlow's C++ log level as a user has it (unset), not the test suite's quiet one.
-    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *FAST, "--license", "cc-by-4.0",
+    result = run_script("train.py", "--data", tiny_dataset, "--output", output, *TINY, "--fine-tune-epochs", "1",
+                        "--license", "cc-by-4.0",
                         "--class-names-file", names_table, env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
