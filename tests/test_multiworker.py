@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.conftest import LEARNING_BACKBONE, QUIET_ENV, ROOT, free_port, make_dataset, run_script, start_train_py
 
 COLOURS = {"red bird": (200, 40, 40), "blue bird": (40, 40, 200), "green bird": (40, 180, 40)}
-OPTIONS = ("--base-weights", LEARNING_BACKBONE, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32")
+OPTIONS = ("--base-weights", LEARNING_BACKBONE, "--epochs", "5", "--fine-tune-epochs", "1", "--image-size", "32",
+           "--no-quantize")  # the 8-bit conversions are the chief's alone and tested elsewhere
 PER_REPLICA_BATCH = 16
 """Each of two workers takes 16 photos a step: the global batch, 32, holds all 24 training photos, as
 the one-process run's does with --batch-size 32. Each epoch is then one step on the same photos in
