@@ -131,7 +131,8 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    """How much of visitors' feedback the app keeps (``BIRD_FEEDBACK_PER_HOUR``, ``BIRD_FEEDBACK_MAX_MB``).
+    """How much of visitors' feedback the app keeps (``BIRD_FEEDBACK_PER_HOUR``, ``BIRD_FEEDBACK_PER_MINUTE``,
+    ``BIRD_FEEDBACK_MAX_MB``).
 
     Every stored report is a stranger's photo on the operator's disk and, once accepted, training
     data, so one caller's weight and the total are both bounded.
@@ -141,6 +142,10 @@ class FeedbackSettings:
     """Reports stored per caller (client address) in any hour. A visitor correcting the demo
     sends a handful; 20 leaves room for a keen one while a flood from one address (the poisoning
     replay of issue #20 sent 200 in 25 s) keeps 20."""
+    per_minute: int = 30
+    """Reports stored per minute from all callers together. A demo gets a handful an hour; a flood
+    from many addresses at once (60 callers stored 250 reports in 20 s, a core's worth of decoding
+    and re-encoding) is refused before any photo is decoded, so predictions keep their CPU."""
     max_mb: float = 1024
     """Feedback photos on disk in all (pending, accepted and "none of these"), counted from the
     disk at start-up so it holds across restarts: 1 GiB is about 5,000 phone photos."""
@@ -148,15 +153,21 @@ class FeedbackSettings:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> FeedbackSettings:
         """Raises ``ValueError`` with one line naming the variable; an empty variable counts as unset."""
-        per_hour = environ.get("BIRD_FEEDBACK_PER_HOUR") or str(cls.per_hour)
-        if not per_hour.strip().isdigit() or int(per_hour) < 1:
-            raise ValueError(f"BIRD_FEEDBACK_PER_HOUR={per_hour!r} must be a whole number of reports, 1 or more.")
-        return cls(per_hour=int(per_hour), max_mb=positive_number(environ, "BIRD_FEEDBACK_MAX_MB", cls.max_mb,
-                                                                  "megabytes"))
+        return cls(per_hour=whole_number(environ, "BIRD_FEEDBACK_PER_HOUR", cls.per_hour, "reports"),
+                   per_minute=whole_number(environ, "BIRD_FEEDBACK_PER_MINUTE", cls.per_minute, "reports"),
+                   max_mb=positive_number(environ, "BIRD_FEEDBACK_MAX_MB", cls.max_mb, "megabytes"))
 
     @property
     def max_bytes(self) -> int:
         return int(self.max_mb * (1 << 20))
+
+
+def whole_number(environ: Mapping[str, str], variable: str, default: int, unit: str) -> int:
+    """A whole number, 1 or more, from ``environ[variable]`` (empty counts as unset); one line naming it otherwise."""
+    text = environ.get(variable) or str(default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{variable}={text!r} must be a whole number of {unit}, 1 or more.")
+    return int(text)
 
 
 def positive_number(environ: Mapping[str, str], variable: str, default: float, unit: str) -> float:

@@ -22,6 +22,7 @@ from PIL import Image
 import train
 from bird_model.evaluation import ClassComparison, Metrics, ParentComparison, classification_metrics
 from bird_model.feedback import NONE_OF_THESE, FeedbackError, FeedbackStore, folder_name_problem
+from bird_model.feedback import store as store_module
 from bird_model.feedback.__main__ import main as review
 from bird_model.hub import HubError
 from bird_model.images import ImageError
@@ -135,6 +136,19 @@ def test_one_caller_stores_at_most_per_hour_and_a_photo_counts_once(tmp_path: Pa
                                   "your photo was not kept. Please try again later.")
     assert send(store, photos[3], "macaw", caller="10.0.0.2").new, "another caller has its own hour"
     assert len(records(tmp_path / "log")) == 5
+
+
+def test_everyone_together_stores_at_most_per_minute_and_the_flood_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path / "log", per_minute=2)
+    photos = [photo((40 * i, 10, 90)) for i in range(3)]
+    assert [send(store, upload, "macaw", caller=f"10.0.0.{i}").new for i, upload in enumerate(photos[:2])] == [True] * 2
+    monkeypatch.setattr(store_module, "_photo_bytes", lambda upload: pytest.fail("decoded a refused report"))
+    with pytest.raises(FeedbackError, match="receiving many reports just now") as refused:
+        send(store, photos[2], "macaw", caller="10.0.0.9")
+    assert refused.value.reason == "busy"
+    assert len(records(tmp_path / "log")) == 2
 
 
 def test_the_storage_cap_is_counted_from_disk_and_holds_across_restarts(tmp_path: Path) -> None:
@@ -291,11 +305,13 @@ def test_the_mirror_carries_the_feedback_folder_and_not_the_files_being_written(
 
 
 def test_feedback_settings_come_from_the_environment() -> None:
-    assert FeedbackSettings.from_environment({}) == FeedbackSettings(per_hour=20, max_mb=1024)
-    assert FeedbackSettings.from_environment({"BIRD_FEEDBACK_PER_HOUR": "5", "BIRD_FEEDBACK_MAX_MB": "2.5"}) == \
-        FeedbackSettings(per_hour=5, max_mb=2.5)
+    assert FeedbackSettings.from_environment({}) == FeedbackSettings(per_hour=20, per_minute=30, max_mb=1024)
+    assert FeedbackSettings.from_environment({"BIRD_FEEDBACK_PER_HOUR": "5", "BIRD_FEEDBACK_PER_MINUTE": "9",
+                                              "BIRD_FEEDBACK_MAX_MB": "2.5"}) == \
+        FeedbackSettings(per_hour=5, per_minute=9, max_mb=2.5)
     assert FeedbackSettings(max_mb=5).max_bytes == 5 * 1024 * 1024
     for variable, value in (("BIRD_FEEDBACK_PER_HOUR", "0"), ("BIRD_FEEDBACK_PER_HOUR", "many"),
+                            ("BIRD_FEEDBACK_PER_MINUTE", "0"),
                             ("BIRD_FEEDBACK_MAX_MB", "-1"), ("BIRD_FEEDBACK_MAX_MB", "inf"),
                             ("BIRD_FEEDBACK_MAX_MB", "nan")):
         with pytest.raises(ValueError, match=f"^{variable}="):

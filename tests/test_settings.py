@@ -116,7 +116,8 @@ def test_settings_and_help_name_every_data_form() -> None:
 
 def test_settings_show_the_feedback_settings_defaults() -> None:
     defaults = FeedbackSettings()
-    for variable, value in (("BIRD_FEEDBACK_PER_HOUR", defaults.per_hour), ("BIRD_FEEDBACK_MAX_MB", defaults.max_mb)):
+    for variable, value in (("BIRD_FEEDBACK_PER_HOUR", defaults.per_hour), ("BIRD_FEEDBACK_PER_MINUTE", defaults.per_minute),
+                            ("BIRD_FEEDBACK_MAX_MB", defaults.max_mb)):
         assert f"| `{variable}` | {value:g} |" in section("app.py"), variable
 
 

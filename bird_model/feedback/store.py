@@ -195,8 +195,10 @@ class FeedbackStore:
     :meth:`report` returns, so a visitor who was thanked can count on it, and a crash never
     leaves a half-written photo under a hash name.
 
-    Two bounds hold whatever callers send: at most ``settings.per_hour`` stored reports per
-    caller in any hour (in memory only: the caller is never written), and at most
+    Three bounds hold whatever callers send: at most ``settings.per_hour`` stored reports per
+    caller in any hour (in memory only: the caller is never written), at most
+    ``settings.per_minute`` from everyone together in any minute, checked before the photo is
+    decoded (a flood from many addresses costs little), and at most
     ``settings.max_mb`` of feedback photos on disk, counted from the disk when the store opens,
     so a restart does not reset it.
     """
@@ -208,6 +210,8 @@ class FeedbackStore:
         self._lock = threading.Lock()
         self._recent: dict[str, deque[tuple[float, str]]] = {}
         """Per caller, (monotonic time, photo sha256) of the reports it stored in the last hour."""
+        self._last_minute: deque[float] = deque()
+        """Monotonic times of the reports stored by anyone in the last minute."""
 
     @property
     def storable(self) -> list[str]:
@@ -245,6 +249,13 @@ class FeedbackStore:
                     f"Thank you, but this demo keeps at most {self.settings.per_hour} of one visitor's reports an "
                     f"hour; your photo was not kept. Please try again later.", "per_hour", count=self.settings.per_hour
                 )
+            while self._last_minute and now - self._last_minute[0] > 60:
+                self._last_minute.popleft()
+            if len(self._last_minute) >= self.settings.per_minute:
+                raise FeedbackError(
+                    "Thank you, but this demo is receiving many reports just now; your photo was not kept. "
+                    "Please try again in a minute.", "busy"
+                )
             photo, extension = _photo_bytes(upload)
             relative = self._place(reported, f"{sha256}{extension}")
             target = self.folder / relative
@@ -262,6 +273,7 @@ class FeedbackStore:
                 raise FeedbackError("Your feedback could not be stored just now; please try again later.",
                                     "not_stored") from error
             self.bytes += len(photo)
+            self._last_minute.append(now)
             if not counted:
                 recent.append((now, sha256))
         return Receipt(reported, relative, new=True)

@@ -144,6 +144,8 @@ TEXT: dict[str, dict[str, str]] = {
         "refused_full": ("Terima kasih, tetapi demo ini sudah menyimpan semua foto masukan yang diizinkan; foto Anda "
                          "tidak disimpan."),
         "refused_not_stored": "Masukan Anda tidak dapat disimpan saat ini; silakan coba lagi nanti.",
+        "refused_busy": ("Terima kasih, tetapi demo ini sedang menerima banyak laporan; foto Anda tidak disimpan. "
+                         "Silakan coba lagi sebentar lagi."),
         "no_answer": ("Masukan adalah tentang sebuah jawaban: kirim foto ini untuk dikenali terlebih dahulu (Kirim, "
                       "atau /predict), lalu katakan burung apa sebenarnya."),
         "limits_title": "Yang diketahui model ini, dan batasnya",
