@@ -82,7 +82,7 @@ HOSTILE_KINDS = (*HOSTILE_ANSWERED, *HOSTILE_MESSAGES)
 
 SHARES = {LARGE_JPEG: 0.03, LARGE_PNG: 0.02, **{kind: 0.01 for kind in BAD_MESSAGES},
           **{kind: 0.05 for kind in HOSTILE_KINDS}}
-"""Fraction of the requests per kind; the reference photos take the rest (5% bad, 25% hostile files)."""
+"""Fraction of the requests per kind; the reference photos take the rest (5% bad, 30% hostile files)."""
 
 HOSTILE_SECONDS = 10.0
 """Longest a hostile file sent alone may take to get its answer or message."""
