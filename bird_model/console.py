@@ -37,6 +37,7 @@ CPP_LOG_LINE = re.compile(
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\] "  # TensorFlow's own: 2025-01-01 10:00:00.1: I file.cc:31]
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."  # LiteRT's, at an interpreter's first run
+    r"|fully_quantize: \d+, inference_type: "  # the 8-bit converter's calibration summary
 )
 """A line of TensorFlow's (or LiteRT's) C++ log, as printed on stderr."""
 

@@ -104,7 +104,8 @@ def export_quantized(model: keras.Model, path: Path, quantization: str, calibrat
     if quantization == "full-integer":
         photos = np.asarray(calibration, dtype=np.float32)
         options["representative_dataset"] = lambda: ([photo[np.newaxis]] for photo in photos)
-    serving_model(model).export(str(path), format="litert", input_signature=signature, verbose=False, **options)
+    with cpp_log_filtered():  # the calibrator prints a summary line from C++ ("fully_quantize: 0, ...")
+        serving_model(model).export(str(path), format="litert", input_signature=signature, verbose=False, **options)
 
 
 def _check_parity(serving: keras.Model, path: Path, size: int) -> None:

@@ -32,6 +32,7 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     printed = result.stdout + result.stderr
     assert not re.search(r"^(\d{4}-\d\d-\d\d \d\d:.*\] |[IWE]0000 |WARNING: All log messages before absl)", printed,
                          re.MULTILINE), f"TensorFlow's C++ log reached the user:\n{printed}"
+    assert "fully_quantize" not in printed, "the 8-bit calibrator's summary reached the user"
     assert "XNNPACK" not in printed, "LiteRT's delegate line reached the user"
     for silent_step in ("Computing the frozen base's features of 12 photos, once",
                         "Evaluating on 10 training and 2 validation photos", "Calibrating the unknown-photo threshold",
