@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 import os
 import random
 import statistics
@@ -85,7 +87,7 @@ def direct_post(url: str, endpoint: str) -> str:
 
 
 def flooders(url: str, photos: list[Path], classes: list[str], callers: int, seconds: float,
-             ready: multiprocessing.Event, go: multiprocessing.Event, results: multiprocessing.Queue) -> None:
+             ready: Event, go: Event, results: Queue) -> None:
     """The flooding callers' process: lowest CPU priority, ``ready`` once every caller has its answers,
     ``seconds`` of flood after ``go``, then the outcomes counted."""
     os.nice(19)
