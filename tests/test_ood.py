@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 from bird_model import ood
-from bird_model.ood import LEGACY_METHOD, METHOD, OutlierDetector, calibrate_threshold, fit_detector, normalise
+from bird_model.ood import (
+    CLASS_AND_NEIGHBOUR,
+    LEGACY_METHOD,
+    METHOD,
+    OutlierDetector,
+    calibrate_threshold,
+    fit_detector,
+    normalise,
+)
 
 DIMENSIONS = 64
 CLASSES = 3
@@ -137,6 +145,62 @@ def test_a_folder_from_before_the_current_score_is_scored_as_it_was(tmp_path: Pa
     np.testing.assert_array_equal(loaded.is_unknown(points), distances > 0.05)
 
 
+def test_a_folder_of_the_class_and_neighbour_score_is_scored_as_it_was(tmp_path: Path) -> None:
+    """``ood.npz`` as folders of the score before the current one hold it: spreads, neighbours, offsets."""
+    clusters = Clusters()
+    train, labels = clusters.sample(60)
+    normalised = normalise(train)
+    means = np.stack([normalised[labels == k].mean(axis=0) for k in range(CLASSES)])
+    spreads, offsets, scales = np.array([0.5, 1.0, 2.0]), np.array([0.1, 0.2]), np.array([0.3, 0.4])
+    np.savez(tmp_path / "ood.npz", method=np.asarray(CLASS_AND_NEIGHBOUR), class_means=means, class_spreads=spreads,
+             neighbours=normalised.astype(np.float16), offsets=offsets, scales=scales, threshold=np.asarray(1.5))
+    loaded = OutlierDetector.load(tmp_path / "ood.npz")
+    points = normalise(np.vstack([clusters.sample(20)[0], clusters.foreign(20)]))
+    class_term = (((points[:, np.newaxis] - means[np.newaxis]) ** 2).sum(axis=-1) / spreads).min(axis=1)
+    neighbour_term = 1.0 - (points @ normalised.astype(np.float16).astype(np.float64).T).max(axis=1)
+    expected = (class_term - 0.1) / 0.3 + (neighbour_term - 0.2) / 0.4
+    assert loaded.method == CLASS_AND_NEIGHBOUR
+    np.testing.assert_allclose(loaded.score(points), expected, rtol=1e-9)
+    np.testing.assert_array_equal(loaded.is_unknown(points), expected > 1.5)
+
+
+def test_the_score_is_the_relative_mahalanobis_distance_of_the_full_shrunk_covariances() -> None:
+    """The low-rank precisions give what inverting the two shrunk covariances gives (Ren et al. 2021)."""
+    clusters = Clusters()
+    train, labels = clusters.sample(150)
+    detector = fit_detector(train, labels, clusters.sample(40)[0], 0.97)
+    normalised = normalise(train)
+    means = np.stack([normalised[labels == k].mean(axis=0) for k in range(CLASSES)])
+
+    def precision(residuals: np.ndarray) -> np.ndarray:
+        covariance = residuals.T @ residuals / len(residuals)
+        mean_variance = np.trace(covariance) / DIMENSIONS
+        return np.linalg.inv((1 - ood.SHRINKAGE) * covariance + ood.SHRINKAGE * mean_variance * np.eye(DIMENSIONS))
+
+    within, overall = precision(normalised - means[labels]), precision(normalised - normalised.mean(axis=0))
+    points = normalise(np.vstack([clusters.sample(10)[0], clusters.foreign(10)]))
+    differences = points[:, np.newaxis] - means[np.newaxis]
+    to_classes = np.einsum("nkp,pq,nkq->nk", differences, within, differences).min(axis=1)
+    centred = points - normalised.mean(axis=0)
+    expected = to_classes - np.einsum("np,pq,nq->n", centred, overall, centred)
+    assert detector.method == METHOD
+    np.testing.assert_allclose(detector.score(points), expected, atol=1e-3 * np.abs(expected).max())  # float16 directions
+
+
+def test_the_directions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """However many photos trained the model, ``ood.npz`` holds at most MAX_DIRECTIONS per covariance."""
+    monkeypatch.setattr(ood, "MAX_DIRECTIONS", 8)
+    clusters = Clusters()
+    train, labels = clusters.sample(300)
+    detector = fit_detector(train, labels, clusters.sample(40)[0], 0.98)
+    for precision in (detector.class_precision, detector.background_precision):
+        assert precision.directions.shape == (DIMENSIONS, 8) and precision.directions.dtype == np.float16
+    detector.save(tmp_path / "ood.npz")
+    assert OutlierDetector.load(tmp_path / "ood.npz").class_precision.weights.size == 8
+    inside, outside = clusters.sample(100)[0], clusters.foreign(100)
+    assert auroc(detector.score(inside), detector.score(outside)) > 0.99
+
+
 def stored(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     np.savez(path, **arrays)
     return path
@@ -146,7 +210,11 @@ def detector_arrays() -> dict[str, np.ndarray]:
     clusters = Clusters()
     train, labels = clusters.sample(60)
     detector = fit_detector(train, labels, clusters.sample(20)[0], 0.98)
-    return {name: np.asarray(getattr(detector, name)) for name in detector.__dataclass_fields__}
+    with io.BytesIO() as buffer:
+        detector.save(buffer)
+        buffer.seek(0)
+        with np.load(buffer) as saved:
+            return {name: saved[name] for name in saved.files}
 
 
 def test_a_pickled_array_is_refused_without_unpickling(tmp_path: Path) -> None:
@@ -166,7 +234,7 @@ def test_an_array_header_claiming_more_than_the_file_holds_is_refused_before_loa
         for name, array in detector_arrays().items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, array)
-            archive.writestr(f"{name}.npy", header.getvalue() if name == "neighbours" else buffer.getvalue())
+            archive.writestr(f"{name}.npy", header.getvalue() if name == "background_mean" else buffer.getvalue())
     with pytest.raises(ValueError, match="declares more data"):
         OutlierDetector.load(path)
 
@@ -174,20 +242,15 @@ def test_an_array_header_claiming_more_than_the_file_holds_is_refused_before_loa
 def test_arrays_that_do_not_fit_together_are_refused(tmp_path: Path) -> None:
     arrays = detector_arrays()
     for name, bad in (("class_spreads", np.ones(CLASSES + 1)), ("scales", np.array([1.0, 0.0])),
-                      ("class_means", np.full((CLASSES, DIMENSIONS), np.nan)), ("method", np.asarray("anything"))):
+                      ("class_means", np.full((CLASSES, DIMENSIONS), np.nan)), ("method", np.asarray("anything")),
+                      ("class_precision_weights", np.ones(arrays["class_precision_weights"].size)),
+                      ("background_precision_directions", np.ones((DIMENSIONS + 1, 2))),
+                      ("background_precision_isotropic", np.asarray(0.0))):
         with pytest.raises(ValueError):
             OutlierDetector.load(stored(tmp_path / f"{name}.npz", {**arrays, name: bad}))
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(ValueError, match="not a readable"):
         OutlierDetector.load(tmp_path / "text.npz")
-
-
-def test_the_neighbours_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ood, "MAX_NEIGHBOURS", 50)
-    clusters = Clusters()
-    train, labels = clusters.sample(300)
-    detector = fit_detector(train, labels, clusters.sample(40)[0], 0.98)
-    assert detector.neighbours.shape == (50, DIMENSIONS) and detector.neighbours.dtype == np.float16
 
 
 def test_mahalanobis_score_matches_the_full_precision_matrix() -> None:
