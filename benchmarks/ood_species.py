@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe_machine
 from benchmarks.ood import load_network, run_model, split_photos
 from benchmarks.ood_methods import DEFAULT_METHOD, METHODS, fit_scorer
-from bird_model import artifacts
+from bird_model import artifacts, ood
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.settings import RunSettings, TrainingOptions
 
@@ -43,10 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     options = parse_arguments()
+    ood.SHRINKAGE = options.shrinkage
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     classes = sorted(p.name for p in options.data.iterdir() if p.is_dir() and not p.name.startswith("."))
     foreign = photos_in(options.foreign)
-    print(f"{describe_machine()}\nLeft out in turn: {', '.join(classes)}; seeds {options.seeds}\n")
+    print(f"{describe_machine()}\nLeft out in turn: {', '.join(classes)}; seeds {options.seeds}; "
+          f"shrinkage {options.shrinkage}\n")
     caught: dict[str, list[float]] = {method: [] for method in METHODS}
     foreign_caught: dict[str, list[int]] = {method: [] for method in METHODS}
     runs = []
@@ -72,6 +74,8 @@ def parse_arguments() -> argparse.Namespace:
                         help="where the datasets without one class and their models go (default: runs/left-out)")
     parser.add_argument("--foreign", type=Path, default=Path("../shared/datasets/foreign-birds"),
                         help="other birds, reported apart (default: ../shared/datasets/foreign-birds)")
+    parser.add_argument("--shrinkage", type=float, default=ood.SHRINKAGE,
+                        help=f"the product score's covariance shrinkage, to check it is not tuned (default: {ood.SHRINKAGE})")
     parser.add_argument("--target", type=float, default=RunSettings.unknown_pass_rate,
                         help=f"in-distribution pass rate to calibrate for (default: {RunSettings.unknown_pass_rate})")
     return parser.parse_args()
