@@ -36,7 +36,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe_machine
-from bird_model.artifacts import FLOAT_LITERT_FILE, LITERT_FILE, OOD_FILE, ModelFolder, read_model_folder
+from bird_model.artifacts import LITERT_FILE, OOD_FILE, ModelFolder, read_model_folder
 from bird_model.formats import SUPPORTED_EXTENSIONS
 from bird_model.inference import Classifier
 from bird_model.litert import export_quantized
@@ -100,7 +100,7 @@ def variant_files(folder: ModelFolder, photos: Path, scratch: Path) -> dict[str,
     from bird_model.quantization import FLOAT, QUANTIZATIONS
 
     served = str(folder.metrics.serving_variants and next(v.name for v in folder.metrics.serving_variants if v.served))
-    files = {FLOAT: folder.path / FLOAT_LITERT_FILE, served: folder.path / LITERT_FILE}
+    files = {FLOAT: folder.float_litert_path, served: folder.path / LITERT_FILE}
     missing = [name for name in QUANTIZATIONS if name not in files]
     if missing:
         model = keras.saving.load_model(folder.model_path, safe_mode=True, compile=False)

@@ -41,7 +41,8 @@ config in ``config.json``; they are still read and served."""
 LITERT_FILE = "model.tflite"
 """The served conversion: float32 or 8-bit, whichever :mod:`bird_model.quantization` chose."""
 FLOAT_LITERT_FILE = "model-float32.tflite"
-"""The float32 conversion, checked against the Keras model; kept beside an 8-bit ``model.tflite``."""
+"""The float32 conversion, checked against the Keras model; kept beside an 8-bit ``model.tflite``
+only (when float32 is served, ``model.tflite`` is that file: :attr:`ModelFolder.float_litert_path`)."""
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
@@ -103,6 +104,13 @@ class ModelFolder:
     @property
     def image_size(self) -> int:
         return int(self.config["image_size"])
+
+    @property
+    def float_litert_path(self) -> Path:
+        """The float32 LiteRT conversion: :data:`FLOAT_LITERT_FILE` beside an 8-bit ``model.tflite``,
+        else ``model.tflite`` itself (float32 served, or a folder from before 8-bit conversions)."""
+        beside = self.path / FLOAT_LITERT_FILE
+        return beside if beside.is_file() else self.path / LITERT_FILE
 
     def examples(self) -> list[Path]:
         folder = self.path / EXAMPLES_DIR

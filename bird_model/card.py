@@ -81,7 +81,7 @@ table below and in `{{ metrics_file }}`):
 The app serves `model.tflite`, chosen at export among three LiteRT conversions: the
 {{ (variants | selectattr("served") | first).name }} one. An 8-bit conversion is served when its validation accuracy is within
 0.5 points of float32's and it calls unknown every reference outlier float32 does; of those, the fastest.
-The float32 conversion is also in the folder (`{{ float_file }}`).
+{% if (variants | selectattr("served") | first).name != "float32" %}The float32 conversion is also in the folder (`{{ float_file }}`).{% endif %}
 
 | conversion | size | validation accuracy | forward pass, p50 | reference outliers called unknown | |
 | --- | ---: | ---: | ---: | ---: | --- |

@@ -12,13 +12,13 @@ applies one written rule (:func:`choose`):
 - the fastest qualifying 8-bit variant (median forward pass, variants timed in turns on the
   same photo) is served; the float32 model only when none qualifies.
 
-The float32 conversion stays in the folder as :data:`bird_model.artifacts.FLOAT_LITERT_FILE`.
+The float32 conversion stays in the folder as :data:`bird_model.artifacts.FLOAT_LITERT_FILE` beside a served
+8-bit one.
 """
 
 from __future__ import annotations
 
 import time
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +75,12 @@ def convert_variants(model: keras.Model, folder: Path, calibration: np.ndarray,
 
 
 def install_served(reports: list[ServingVariant], paths: dict[str, Path], folder: Path) -> None:
-    """Copy the served variant to ``model.tflite``, keep the float32 file, drop the other 8-bit ones."""
+    """Move the served variant to ``model.tflite``, keep the float32 file beside an 8-bit one (never
+    twice: a served float32 is only ``model.tflite``), drop the other 8-bit ones."""
     served = next(report.name for report in reports if report.served)
-    shutil.copyfile(paths[served], folder / LITERT_FILE)
+    paths[served].replace(folder / LITERT_FILE)
     for name, path in paths.items():
-        if name != FLOAT:
+        if name not in (FLOAT, served):
             path.unlink()
 
 

@@ -130,6 +130,9 @@ def test_the_card_says_which_conversion_is_served_and_how_each_measured() -> Non
     assert "2.55 MB" in rows["dynamic-range"] and "27.1 ms" in rows["dynamic-range"] and rows["dynamic-range"].endswith("served |")
     assert "95.00%" in rows["full-integer"] and rows["full-integer"].endswith("refused |")
     assert "2.5% of the validation photos are called unknown" in words and "20 of 20 reference outliers" in words
+    assert "The float32 conversion is also in the folder (`model-float32.tflite`)" in words
+    float_served = [dataclasses.replace(v, served=v.name == "float32") for v in variants]
+    assert "also in the folder" not in card_for(4, serving_variants=float_served, outliers=OutlierMetrics(METHOD, 1.5, 0.975)).text
     assert "Served model" not in card_for(4).text
 
 

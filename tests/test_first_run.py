@@ -37,6 +37,7 @@ def test_two_default_runs_share_the_photo_cache_and_the_app_serves_the_latest(ti
     assert latest.is_symlink() and latest.resolve() == runs[-1].resolve()
     served = json.loads((latest / "metrics.json").read_text())["serving_variants"]
     assert [(v["name"], v["served"]) for v in served] == [("float32", True)], "--no-quantize: float32, no 8-bit"
+    assert sorted(p.name for p in latest.glob("*.tflite")) == ["model.tflite"], "a served float32 is written once"
 
     with serving({"BIRD_MODEL": ""}, cwd=tmp_path) as app:
         assert "Serving local folder runs/latest" in app.log()

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import train
-from bird_model.artifacts import FLOAT_LITERT_FILE, read_model_folder
+from bird_model.artifacts import read_model_folder
 from bird_model.hub import HubError, fetch_model
 from bird_model.inference import Classifier
 from tests.conftest import (PARROTS, PROXY_WEIGHTS, QUIET_ENV, ROOT, TINY_COLOURS, TRAIN_TINY, hub_env, make_dataset,
@@ -298,7 +299,7 @@ def test_keras_loads_a_published_repo_by_its_hf_uri_and_answers_like_the_app(
     app = Classifier(fetch_model(REPO).folder)
     # The app may serve an 8-bit conversion (bird_model.quantization): the same top class, not the
     # same probabilities; the float32 conversion published beside it matches Keras to 1e-4.
-    float32 = Classifier(read_model_folder(folder), folder / FLOAT_LITERT_FILE)
+    float32 = Classifier(read_model_folder(folder), read_model_folder(folder).float_litert_path)
     classes = app.classes
     for photo, scores in zip(photos, probabilities, strict=True):
         assert classes[int(np.argmax(scores))] == app.classify(photo).label, photo.name
@@ -333,5 +334,5 @@ def test_a_legacy_folder_is_served_and_published_in_keras_layout(
     assert {"config.json", "model.weights.h5", "metadata.json", "run_config.json"} <= set(published)
     assert "model.keras" not in published and json.loads(published["run_config.json"])["repo_id"] == REPO
     [scores] = keras_from_hub(f"hf://{REPO}", [photo], env)
-    exact = Classifier(served, legacy / FLOAT_LITERT_FILE).classify(photo).scores  # the app may serve 8 bits
+    exact = Classifier(served, replace(served, path=legacy).float_litert_path).classify(photo).scores  # the app may serve 8 bits
     assert np.allclose(scores, [exact[name] for name in served.classes], atol=1e-4)

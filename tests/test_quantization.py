@@ -67,15 +67,23 @@ def test_a_variant_that_passes_an_outlier_the_float_model_rejects_is_refused(wor
     assert served(world, runs) == FLOAT
 
 
-def test_installing_keeps_float32_and_serves_the_choice(world: dict[str, np.ndarray], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("wrong", "served", "files"), [
+    (0, "full-integer", [FLOAT_LITERT_FILE, LITERT_FILE]),
+    (5, FLOAT, [LITERT_FILE]),
+])
+def test_installing_serves_the_choice_and_keeps_float32_once(
+    world: dict[str, np.ndarray], tmp_path: Path, wrong: int, served: str, files: list[str]
+) -> None:
+    """Float32 stays beside a served 8-bit model; served itself, it is not written twice (8.9 MB at 224 px)."""
     paths = {FLOAT: tmp_path / FLOAT_LITERT_FILE, "dynamic-range": tmp_path / "a.tflite", "full-integer": tmp_path / "b.tflite"}
     for name, path in paths.items():
         path.write_bytes(name.encode())
-    runs = [run(world, FLOAT, 50.0), run(world, "dynamic-range", 90.0), run(world, "full-integer", 30.0)]
+    runs = [run(world, FLOAT, 50.0), run(world, "dynamic-range", 90.0, wrong=wrong),
+            run(world, "full-integer", 30.0, wrong=wrong)]
     detector = fit_detector(world["train"], world["train_labels"], world["validation"], 0.98)
     install_served(choose(runs, world["labels"], detector, 0.98), paths, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([FLOAT_LITERT_FILE, LITERT_FILE])
-    assert (tmp_path / LITERT_FILE).read_bytes() == b"full-integer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)
+    assert (tmp_path / LITERT_FILE).read_bytes() == served.encode()
 
 
 def test_reference_outliers_are_model_sized_photos() -> None:
