@@ -46,8 +46,8 @@ LEGACY_METHOD = "centroid"
 """The score of folders written before :data:`CLASS_AND_NEIGHBOUR`: the plain distance to the nearest class mean."""
 
 SHRINKAGE = 0.5
-"""Weight of the mean variance in a shrunk covariance, ``(1 - s) S + s m I``. Halfway: in the
-benchmark's left-out-species check 0.2 and 0.8 caught as many within 3 points."""
+"""Weight of the mean variance in a shrunk covariance, ``(1 - s) S + s m I``. Halfway, not tuned:
+0.2 and 0.8 do about as well (``benchmarks/ood_species.py --shrinkage``, benchmarks/README.md)."""
 MAX_DIRECTIONS = 256
 """Leading directions kept of each covariance (the rest count as the mean variance): 640 KB of
 float16 at 1280 features, so a Space's download and a request's work stay bounded."""
@@ -174,11 +174,10 @@ class OutlierDetector:
         except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
             raise ValueError(f"{path} is not a readable outlier detector ({error}).") from error
         method = str(values.get("method", ""))
-        readers = {METHOD: _current, CLASS_AND_NEIGHBOUR: _class_and_neighbour, LEGACY_METHOD: _legacy}
         try:
-            if method not in readers:
+            if method not in (METHOD, CLASS_AND_NEIGHBOUR, LEGACY_METHOD):
                 raise ValueError(f"the method {method!r} is not one this version reads")
-            detector = readers[method](values)
+            detector = _legacy(values) if method == LEGACY_METHOD else _stored(values, method)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} is not an outlier detector this version reads ({error}).") from error
         _check_shapes(detector)
@@ -193,31 +192,19 @@ def _precision(values: dict[str, np.ndarray], name: str) -> Precision:
     )
 
 
-def _current(values: dict[str, np.ndarray]) -> OutlierDetector:
-    return OutlierDetector(
-        method=METHOD,
-        class_means=values["class_means"].astype(np.float64),
-        class_spreads=values["class_spreads"].astype(np.float64),
-        class_precision=_precision(values, "class_precision"),
-        background_mean=values["background_mean"].astype(np.float64),
-        background_precision=_precision(values, "background_precision"),
-        neighbours=values["neighbours"].astype(np.float16),
-        offsets=values["offsets"].astype(np.float64),
-        scales=values["scales"].astype(np.float64),
-        threshold=float(values["threshold"]),
-    )
-
-
-def _class_and_neighbour(values: dict[str, np.ndarray]) -> OutlierDetector:
-    """A folder of :data:`CLASS_AND_NEIGHBOUR`: plain distances, per-class spreads, neighbours."""
+def _stored(values: dict[str, np.ndarray], method: str) -> OutlierDetector:
+    """A folder of :data:`METHOD`, or of :data:`CLASS_AND_NEIGHBOUR`, which stored no covariances
+    or background mean (its distances are plain) but neighbours, offsets and scales."""
     means = values["class_means"].astype(np.float64)
+    relative = method == METHOD
+    plain = identity(means.shape[-1])
     return OutlierDetector(
-        method=CLASS_AND_NEIGHBOUR,
+        method=method,
         class_means=means,
         class_spreads=values["class_spreads"].astype(np.float64),
-        class_precision=identity(means.shape[-1]),
-        background_mean=np.zeros(0),
-        background_precision=identity(means.shape[-1]),
+        class_precision=_precision(values, "class_precision") if relative else plain,
+        background_mean=values["background_mean"].astype(np.float64) if relative else np.zeros(0),
+        background_precision=_precision(values, "background_precision") if relative else plain,
         neighbours=values["neighbours"].astype(np.float16),
         offsets=values["offsets"].astype(np.float64),
         scales=values["scales"].astype(np.float64),
