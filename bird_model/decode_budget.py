@@ -12,11 +12,12 @@ them and benchmarks/decode_budget.py searches for the worst file each one lets t
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 from PIL import Image
 
 from bird_model.formats import pixel_limit
+from bird_model.refusal import Refusal
 
 MIN_SIDE = 8
 """Smallest usable width or height: below this a photo holds no recognisable bird."""
@@ -82,9 +83,25 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _BMP_COMPRESSIONS = {1: "run-length compression (RLE8)", 2: "run-length compression (RLE4)"}
 
 
-class OverBudget(ValueError):
+class OverBudget(Refusal):
     """A file whose decoding would cost more than the budget, or that is too small to be a photo;
     the message says why in a user's words (:class:`bird_model.images.ImageError` carries it on)."""
+
+    REFUSALS: ClassVar[dict[str, str]] = {
+        "pixel_data": ("The {format} is too large to decode quickly: {width}x{height} pixels of {bits} bits is {megabytes} "
+                       "MB of pixel data, over the limit of {limit} MB; save it smaller, or as JPEG."),
+        "slow_compression": "The {format} file uses {compression}, which takes too long to decode; save it as PNG or JPEG.",
+        "progressive_memory": ("The progressive JPEG is too large to decode: {width}x{height} pixels with full-resolution "
+                               "colour needs too much memory; save it again as a normal (baseline) JPEG, or smaller."),
+        "progressive_slow": ("The JPEG's {scans} progressive scans of {width}x{height} pixels would take too long to "
+                             "decode; save it again as a normal (baseline) JPEG, or smaller."),
+        "too_many_scans": ("The JPEG has more than {scans} progressive scans, which would take too long to decode; save "
+                           "it again as a normal JPEG."),
+        "too_many_pixels": "The image is too large: {width}x{height} pixels is over the limit of {megapixels} megapixels.",
+        "too_many_pixels_for": ("The image is too large: {width}x{height} pixels is over the limit of {megapixels} "
+                                "megapixels for {format}."),
+        "too_small": "The image is too small: {width}x{height} pixels; at least {side}x{side} is needed.",
+    }
 
 
 def check_budget(image: Image.Image) -> None:
@@ -101,11 +118,8 @@ def _check_pixel_data(image: Image.Image) -> None:
     bits = _stored_bits(image)
     stored = image.width * image.height * bits // 8
     if stored > MAX_PIXEL_DATA_BYTES:
-        raise OverBudget(
-            f"The {image.format} is too large to decode quickly: {image.width}x{image.height} pixels of {bits} bits "
-            f"is {stored // 1_000_000} MB of pixel data, over the limit of {MAX_PIXEL_DATA_BYTES // 1_000_000} MB; "
-            "save it smaller, or as JPEG."
-        )
+        raise OverBudget("pixel_data", format=image.format, width=image.width, height=image.height, bits=bits,
+                         megabytes=stored // 1_000_000, limit=MAX_PIXEL_DATA_BYTES // 1_000_000)
 
 
 def _stored_bits(image: Image.Image) -> int:
@@ -136,9 +150,7 @@ def _check_decoder(image: Image.Image) -> None:
     """
     if any(tile.codec_name in Image.DECODERS for tile in image.tile):
         compression = _BMP_COMPRESSIONS.get(image.info.get("compression"), "this compression")
-        raise OverBudget(
-            f"The {image.format} file uses {compression}, which takes too long to decode; save it as PNG or JPEG."
-        )
+        raise OverBudget("slow_compression", format=image.format, compression=compression)
 
 
 def _check_scans(image: Image.Image) -> None:
@@ -161,15 +173,9 @@ def _check_scans(image: Image.Image) -> None:
     if len(scans) > 1:
         walked += int(JPEG_BYTE_BLOCKS * scan_bytes)
     if len(scans) > 1 and sum(blocks.values()) > MAX_JPEG_BUFFERED_BLOCKS:
-        raise OverBudget(
-            f"The progressive JPEG is too large to decode: {image.width}x{image.height} pixels with full-resolution "
-            "colour needs too much memory; save it again as a normal (baseline) JPEG, or smaller."
-        )
+        raise OverBudget("progressive_memory", width=image.width, height=image.height)
     if walked > MAX_JPEG_BLOCK_SCANS:
-        raise OverBudget(
-            f"The JPEG's {len(scans)} progressive scans of {image.width}x{image.height} pixels would take too long "
-            "to decode; save it again as a normal (baseline) JPEG, or smaller."
-        )
+        raise OverBudget("progressive_slow", scans=len(scans), width=image.width, height=image.height)
 
 
 def _scan_components(fp: BinaryIO) -> tuple[list[bytes], int]:
@@ -190,10 +196,7 @@ def _scan_components(fp: BinaryIO) -> tuple[list[bytes], int]:
         offset += len(chunk)
         previous = chunk[-1:]
         if len(starts) > MAX_JPEG_SCANS:
-            raise OverBudget(
-                f"The JPEG has more than {MAX_JPEG_SCANS} progressive scans, which would take too long to decode; "
-                "save it again as a normal JPEG."
-            )
+            raise OverBudget("too_many_scans", scans=MAX_JPEG_SCANS)
     scans = []
     for start in starts:
         fp.seek(start + 4)
@@ -245,9 +248,7 @@ def check_dimensions(image: Image.Image) -> None:
     width, height = image.size
     limit, whose = pixel_limit(image.format, MAX_PIXELS)
     if width * height > limit:
-        raise OverBudget(
-            f"The image is too large: {width}x{height} pixels is over the limit of "
-            f"{limit // 1_000_000} megapixels{whose}."
-        )
+        raise OverBudget("too_many_pixels_for" if whose else "too_many_pixels", width=width, height=height,
+                         megapixels=limit // 1_000_000, format=whose)
     if min(width, height) < MIN_SIDE:
-        raise OverBudget(f"The image is too small: {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed.")
+        raise OverBudget("too_small", width=width, height=height, side=MIN_SIDE)

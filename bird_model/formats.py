@@ -44,9 +44,9 @@ FORMAT_NAMES: str = ", ".join(fmt.name for fmt in FORMATS)
 
 
 def pixel_limit(pillow_format: str | None, default: int) -> tuple[int, str]:
-    """The most pixels a file of this format may have, and the words naming whose limit it is."""
+    """The most pixels a file of this format may have, and the format's name where it has a limit of its own ("" else)."""
     listed = next((fmt for fmt in FORMATS if fmt.pillow == pillow_format and fmt.max_pixels), None)
-    return (listed.max_pixels, f" for {listed.name}") if listed and listed.max_pixels else (default, "")
+    return (listed.max_pixels, listed.name) if listed and listed.max_pixels else (default, "")
 
 
 def extension_for(pillow_format: str | None) -> str:

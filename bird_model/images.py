@@ -18,7 +18,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from bird_model.console import first_line
 from bird_model.decode_budget import OverBudget, check_budget, check_dimensions
 from bird_model.formats import FORMAT_NAMES, PILLOW_FORMATS, extension_for
+from bird_model.refusal import Refusal
 
 STORED_MAX_SIDE = 2048
 """Longest side of a stored visitor's photo (:func:`clean_copy`): 9x the model's 224 pixels,
@@ -40,8 +41,17 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 _BAND_BLOCKS = 32
 
 
-class ImageError(ValueError):
+class ImageError(Refusal):
     """A file that cannot be used as a photo; the message says why, in a user's words."""
+
+    REFUSALS: ClassVar[dict[str, str]] = {
+        "empty": "The file is empty.",
+        "not_image": "The file is not an image in a supported format ({formats}).",
+        "unreadable": "The image could not be read ({detail}).",
+        "too_large": "The image is too large to process.",
+        "corrupt": "The image data is corrupt or truncated ({detail}).",
+        **OverBudget.REFUSALS,
+    }
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,9 @@ def load_rgb(source: str | Path | BinaryIO | bytes, size: int) -> np.ndarray:
             image.load()
             rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, size)))
         except MemoryError as error:
-            raise ImageError("The image is too large to process.") from error
+            raise ImageError("too_large") from error
         except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
-            raise ImageError(f"The image data is corrupt or truncated ({first_line(error)}).") from error
+            raise ImageError("corrupt", detail=first_line(error)) from error
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(resized, dtype=np.uint8)
 
@@ -115,9 +125,9 @@ def _upright(source: str | Path | BinaryIO | bytes, side: int) -> tuple[Image.Im
             image.load()
             rgb = to_rgb(ImageOps.exif_transpose(_shrunk(image, side // 2)))
         except MemoryError as error:
-            raise ImageError("The image is too large to process.") from error
+            raise ImageError("too_large") from error
         except Exception as error:  # noqa: BLE001 - a decoder fed a stranger's bytes may raise any type
-            raise ImageError(f"The image data is corrupt or truncated ({first_line(error)}).") from error
+            raise ImageError("corrupt", detail=first_line(error)) from error
     rgb.thumbnail((side, side), Image.Resampling.LANCZOS)
     return rgb, jpeg
 
@@ -215,17 +225,17 @@ def _open(source: str | Path | BinaryIO | bytes) -> Image.Image:
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     if _is_empty(source):
-        raise ImageError("The file is empty.")
+        raise ImageError("empty")
     try:
         # Pillow warns above its own (larger) pixel cap and refuses far above it; our
         # stricter check_dimensions then refuses from the header, with a steady message.
         return Image.open(source, formats=PILLOW_FORMATS)
     except Image.DecompressionBombError as error:
-        raise ImageError(f"The image is too large to process safely ({error}).") from error
+        raise ImageError("too_large") from error
     except UnidentifiedImageError as error:
-        raise ImageError(f"The file is not an image in a supported format ({FORMAT_NAMES}).") from error
+        raise ImageError("not_image", formats=FORMAT_NAMES) from error
     except Exception as error:  # noqa: BLE001 - header parsers fed a stranger's bytes may raise any type
-        raise ImageError(f"The image could not be read ({first_line(error)}).") from error
+        raise ImageError("unreadable", detail=first_line(error)) from error
 
 
 def _within_budget(check: Callable[[Image.Image], None], image: Image.Image) -> None:
@@ -233,7 +243,7 @@ def _within_budget(check: Callable[[Image.Image], None], image: Image.Image) -> 
     try:
         check(image)
     except OverBudget as error:
-        raise ImageError(str(error)) from None
+        raise ImageError(error.reason, **error.values) from None
 
 
 def _is_empty(source: str | Path | BinaryIO) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import string
 import time
 import urllib.error
 import urllib.request
@@ -18,8 +19,9 @@ from PIL import Image
 
 from bird_model.artifacts import ModelFolderError, read_model_folder
 from bird_model.data import load_dataset
-from bird_model.images import load_rgb
+from bird_model.images import ImageError, load_rgb
 from bird_model.web import unknown_verdict
+from bird_model.web.text import TEXT, say_refusal
 from tests.conftest import RunningApp, app_in_process, hub_env, run_here, run_script, serving
 from tests.fakehub import FakeHub
 
@@ -401,7 +403,8 @@ def test_several_photos_at_once_and_which_model_through_the_api(tiny_model: Path
                                              api_name="/predict_batch")
         assert [row[0] for row in table["data"]] == [*(Path(p).name for p in photos), "notes.jpg"]
         assert {row[2] for row in table["data"][:2]} <= {f"burung {index}" for index in range(len(classes))}
-        assert table["data"][2][4] and not table["data"][2][2], "the bad photo's problem, in its own row"
+        assert not table["data"][2][2], "the bad photo's problem, in its own row"
+        assert table["data"][2][4].startswith("Berkas ini bukan gambar dalam format yang didukung"), table["data"][2][4]
         assert Path(csv_file).read_text(encoding="utf-8").count("\n") == 4
 
         client = Client(url, verbose=False)
@@ -412,3 +415,15 @@ def test_several_photos_at_once_and_which_model_through_the_api(tiny_model: Path
         assert label["label"] in [*classes, unknown_verdict(len(classes))]
         assert {c["label"] for c in label["confidences"]} <= set(classes)
         assert {"model", "verdict", "outlier_score"} <= set(details)
+
+
+def test_every_refused_file_is_said_in_indonesian_with_the_same_values() -> None:
+    """The page says the decoder's refusals in the visitor's language: one template per reason, the same values."""
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    for reason, english in ImageError.REFUSALS.items():
+        assert fields(TEXT["id"][f"refused_{reason}"]) == fields(english), reason
+    refused = ImageError("too_small", width=4, height=3, side=8)
+    assert str(refused) == say_refusal(refused, "en") == "The image is too small: 4x3 pixels; at least 8x8 is needed."
+    assert say_refusal(refused, "id") == "Gambar terlalu kecil: 4x3 piksel; paling sedikit 8x8 diperlukan."

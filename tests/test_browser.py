@@ -249,6 +249,12 @@ def test_the_page_speaks_indonesian_to_an_indonesian_browser(browser: Browser, a
         panel = open_classifier(page, app.url)
         sync_api.expect(panel.get_by_text("Pengenal spesies burung")).to_be_visible()
         sync_api.expect(panel.get_by_text("Mengirim masukan menyimpan foto Anda")).to_be_visible()
+        bad = tmp_path / "upload.jpg"
+        write_text_as_jpeg(bad)
+        panel.locator('input[type="file"]').set_input_files(bad)
+        toast = page.get_by_test_id("toast-text").first
+        sync_api.expect(toast).to_contain_text("Berkas ini bukan gambar dalam format yang didukung", timeout=TOAST_MS)
+        sync_api.expect(remove_photo_button(panel)).to_have_count(0, timeout=TOAST_MS)
         set_photo(panel, folder.examples()[0])
         click(panel, "Kirim")
         sync_api.expect(top_label(panel)).to_be_visible(timeout=FIRST_PREDICTION_MS)

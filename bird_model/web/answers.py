@@ -23,7 +23,7 @@ from PIL import Image
 
 from bird_model.images import ImageError
 from bird_model.inference import Classifier, Prediction
-from bird_model.web.text import LANGUAGES, say
+from bird_model.web.text import LANGUAGES, say, say_refusal
 
 CLASSIFIER_SLOTS = "classifier"
 """The concurrency id of the events that answer with the model (predict, explain, the page's
@@ -166,7 +166,7 @@ class Predictor:
         try:
             explained = self.classifier.explain(upload, view_side)
         except ImageError as error:
-            raise gr.Error(str(error), print_exception=False) from error
+            raise gr.Error(say_refusal(error, language), print_exception=False) from error
         prediction = explained.prediction
         self.answers.keep(caller, hashlib.sha256(upload).hexdigest(), prediction)
         if self.on_prediction is not None:

@@ -23,7 +23,7 @@ from bird_model.images import ImageError, read_header
 from bird_model.inference import Prediction
 from bird_model.web.answers import FEEDBACK_AT_ONCE, FEEDBACK_SLOTS, RecentAnswers, caller_of
 from bird_model.web.components import PhotoUpload
-from bird_model.web.text import LANGUAGES, TEXT, Words, language_of, say
+from bird_model.web.text import LANGUAGES, Words, language_of, say, say_refusal
 
 RIGHT = "\x00right"
 """The page's "Right" (never a class name: those cannot hold NUL), resolved to the answer shown."""
@@ -76,17 +76,10 @@ class Corrections:
             try:
                 receipt = self.submit(photo, choice, caller_of(request), "page", language)
             except (ImageError, FeedbackError) as error:
-                raise gr.Error(refusal(error, language), print_exception=False) from error
+                raise gr.Error(say_refusal(error, language), print_exception=False) from error
             return confirmation(receipt, language)
 
         return press
-
-
-def refusal(error: ImageError | FeedbackError, language: str) -> str:
-    """A refusal in the visitor's language where the text table has it; the store's own words are English."""
-    reason = getattr(error, "reason", None)
-    translated = TEXT.get(language, {}).get(f"refused_{reason}") if reason else None
-    return translated.format(**error.values) if translated else str(error)
 
 
 def confirmation(receipt: Receipt, language: str) -> str:

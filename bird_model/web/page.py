@@ -24,7 +24,7 @@ from bird_model.inference import Classifier, Prediction
 from bird_model.web.answers import CLASSIFIER_SLOTS, About, Answered, Predictor, caller_of
 from bird_model.web.components import PhotoUpload, VerdictLabel
 from bird_model.web.feedback import Corrections, FeedbackControls, add_feedback_api, render_feedback
-from bird_model.web.text import LANGUAGES, Words, display_names, language_of, say
+from bird_model.web.text import LANGUAGES, Words, display_names, language_of, say, say_refusal
 
 PAGE_OVERLAY_SIDE = 640
 """Longest side of the page's overlay, drawn over the photo as uploaded: twice the ~320 CSS pixels
@@ -240,13 +240,13 @@ def _picked(selected: gr.SelectData) -> str:
     return selected.value["image"]["path"]
 
 
-def _check_header(photo: str | None) -> None:
+def _check_header(photo: str | None, request: gr.Request) -> None:
     if photo is None:
         return
     try:
         read_header(photo)
     except ImageError as error:
-        raise gr.Error(str(error), print_exception=False) from error
+        raise gr.Error(say_refusal(error, language_of(request)), print_exception=False) from error
 
 
 def description(names: dict[str, str], language: str, feedback: bool) -> str:

@@ -146,6 +146,29 @@ TEXT: dict[str, dict[str, str]] = {
         "refused_not_stored": "Masukan Anda tidak dapat disimpan saat ini; silakan coba lagi nanti.",
         "refused_busy": ("Terima kasih, tetapi demo ini sedang menerima banyak laporan; foto Anda tidak disimpan. "
                          "Silakan coba lagi sebentar lagi."),
+        # Files refused before or while decoding (ImageError.REFUSALS holds their English).
+        "refused_empty": "Berkasnya kosong.",
+        "refused_not_image": "Berkas ini bukan gambar dalam format yang didukung ({formats}).",
+        "refused_unreadable": "Gambar tidak dapat dibaca ({detail}).",
+        "refused_too_large": "Gambar terlalu besar untuk diproses.",
+        "refused_corrupt": "Data gambar rusak atau terpotong ({detail}).",
+        "refused_pixel_data": ("{format} ini terlalu besar untuk dibuka dengan cepat: {width}x{height} piksel dengan {bits} "
+                               "bit adalah {megabytes} MB data piksel, melebihi batas {limit} MB; simpan lebih kecil, "
+                               "atau sebagai JPEG."),
+        "refused_slow_compression": ("Berkas {format} ini memakai {compression}, yang terlalu lama dibuka; simpan "
+                                     "sebagai PNG atau JPEG."),
+        "refused_progressive_memory": ("JPEG progresif ini terlalu besar untuk dibuka: {width}x{height} piksel dengan "
+                                       "warna resolusi penuh memerlukan terlalu banyak memori; simpan ulang sebagai JPEG "
+                                       "biasa (baseline), atau lebih kecil."),
+        "refused_progressive_slow": ("{scans} pindaian progresif JPEG ini pada {width}x{height} piksel terlalu lama "
+                                     "dibuka; simpan ulang sebagai JPEG biasa (baseline), atau lebih kecil."),
+        "refused_too_many_scans": ("JPEG ini memiliki lebih dari {scans} pindaian progresif, yang terlalu lama dibuka; "
+                                   "simpan ulang sebagai JPEG biasa."),
+        "refused_too_many_pixels": ("Gambar terlalu besar: {width}x{height} piksel melebihi batas {megapixels} "
+                                    "megapiksel."),
+        "refused_too_many_pixels_for": ("Gambar terlalu besar: {width}x{height} piksel melebihi batas {megapixels} "
+                                        "megapiksel untuk {format}."),
+        "refused_too_small": "Gambar terlalu kecil: {width}x{height} piksel; paling sedikit {side}x{side} diperlukan.",
         "no_answer": ("Masukan adalah tentang sebuah jawaban: kirim foto ini untuk dikenali terlebih dahulu (Kirim, "
                       "atau /predict), lalu katakan burung apa sebenarnya."),
         "limits_title": "Yang diketahui model ini, dan batasnya",
@@ -214,6 +237,15 @@ def language_of(request: gr.Request | None) -> str:
 def say(language: str, key: str, **values: object) -> str:
     """The text of ``key`` in ``language`` (English where the table lacks it), filled in."""
     return TEXT.get(language, TEXT["en"]).get(key, TEXT["en"][key]).format(**values)
+
+
+def say_refusal(error: Exception, language: str) -> str:
+    """A refused file or report in ``language``: the table's ``refused_REASON`` for the error's
+    ``reason`` (:class:`bird_model.refusal.Refusal`, :class:`bird_model.feedback.FeedbackError`),
+    filled with its ``values``; else the error's own words, which are English."""
+    reason = getattr(error, "reason", None)
+    translated = TEXT.get(language, {}).get(f"refused_{reason}") if reason else None
+    return translated.format(**error.values) if translated else str(error)
 
 
 class Words:
