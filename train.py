@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class-names-file", type=Path, metavar="CSV",
                         help="display names per language for the page: a CSV whose first line is 'class' and "
                              "language codes (class,id,en), then one line per class folder")
+    parser.add_argument("--outlier-photos", type=Path, metavar="DIR",
+                        help="photos that are none of the classes (other birds, say): the model card says how many "
+                             "the served model calls unknown")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help=f"where decoded photos are kept for later runs (default here: {default_cache_dir()}; "
                              f"${CACHE_ENV} moves it)")
@@ -143,6 +146,7 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
         model_name=args.model_name,
         license=args.license,
         class_names_file=args.class_names_file,
+        outlier_photos=args.outlier_photos,
         quantize=args.quantize,
         cache_dir=args.cache_dir or default_cache_dir(),
         resume=args.resume,

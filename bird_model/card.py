@@ -90,8 +90,9 @@ The app serves `model.tflite`, chosen at export among three LiteRT conversions: 
 {% endfor %}
 {%- if outliers %}
 "Not one of my birds": {{ "%.1f" | format((1 - outliers.validation_pass_rate) * 100) }}% of the validation photos are called unknown
-(the threshold is set for at most {{ "%.0f" | format((1 - unknown_pass_rate) * 100) }}%){% if variants %}; {{ (variants | selectattr("served") | first).outliers_unknown }} of
-{{ (variants | selectattr("served") | first).outliers }} reference outliers (flat colours, noise) are{% endif %}.
+(the threshold is set for at most {{ "%.0f" | format((1 - unknown_pass_rate) * 100) }}%){% if variants %}{% set served = variants | selectattr("served") | first %}; so are
+{{ served.outliers_unknown }} of {{ served.outliers }} reference outliers (flat colours, noise){% if served.own_outliers %} and {{ served.own_outliers_unknown }} of the
+{{ served.own_outliers }} photos of other things the trainer gave (`--outlier-photos`){% endif %}{% endif %}.
 {% endif %}
 {% endif -%}
 ## Training data

@@ -64,6 +64,9 @@ class ServingVariant:
     qualifies: bool
     """Whether it passed the rule: accuracy within 0.5 points of float32, every outlier float32 calls unknown so called."""
     served: bool
+    own_outliers_unknown: int = 0
+    """The trainer's photos of other things (``train.py --outlier-photos``) called unknown, of :attr:`own_outliers`."""
+    own_outliers: int = 0
 
 
 @dataclass(frozen=True)

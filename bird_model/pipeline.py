@@ -60,6 +60,9 @@ def run_training(
     )
     print_dataset_report(dataset)
     display_names = read_class_names(settings.class_names_file, dataset.classes) if settings.class_names_file else {}
+    own_outliers = None
+    if settings.outlier_photos and role.is_chief:  # read now: a wrong folder stops the run before training
+        own_outliers = quantization.read_own_outliers(settings.outlier_photos, settings.image_size)
     pinned = parent.validation_hashes if parent else frozenset()
     split = split_dataset(dataset, settings.validation_fraction, settings.training.seed, keep_in_validation=pinned)
     print(f"Split (seed {settings.training.seed}): {len(split.train)} training, {len(split.validation)} validation photos")
@@ -115,8 +118,10 @@ def run_training(
                                                      quantizations)
         with step(f"Choosing the served {artifacts.LITERT_FILE}: each conversion's validation accuracy, "
                   "unknown verdicts and speed"):
-            runs = quantization.run_variants(variants, validation.arrays(), quantization.reference_outliers(settings.image_size))
-            reports = quantization.choose(runs, validation.labels, detector, settings.unknown_pass_rate)
+            reference = quantization.reference_outliers(settings.image_size)
+            own = own_outliers if own_outliers is not None else reference[:0]
+            runs = quantization.run_variants(variants, validation.arrays(), np.concatenate([reference, own]))
+            reports = quantization.choose(runs, validation.labels, detector, settings.unknown_pass_rate, len(own))
             quantization.install_served(reports, variants, staging)
             served = next(run for run, report in zip(runs, reports) if report.served)
             # The served conversion's own features set the threshold and the baseline: what the app will see.
@@ -262,8 +267,9 @@ def print_variants(reports: list[ServingVariant]) -> None:
         verdict = "served" if report.served else ("the reference" if report.name == quantization.FLOAT
                                                   else "qualifies" if report.qualifies else "refused")
         print(f"  {report.name:13s} {report.size_bytes / 1e6:5.2f} MB, validation accuracy {report.accuracy:.2%}, "
-              f"p50 {report.p50_ms:.1f} ms, {report.outliers_unknown}/{report.outliers} reference outliers unknown: "
-              f"{verdict}")
+              f"p50 {report.p50_ms:.1f} ms, {report.outliers_unknown}/{report.outliers} reference outliers unknown"
+              + (f", {report.own_outliers_unknown}/{report.own_outliers} of --outlier-photos" if report.own_outliers else "")
+              + f": {verdict}")
 
 
 CLASSES_LISTED_UP_TO = 20

@@ -28,7 +28,10 @@ import numpy as np
 
 from bird_model.artifacts import FLOAT_LITERT_FILE, LITERT_FILE
 
+from bird_model.data import DatasetError
 from bird_model.evaluation import ServingVariant
+from bird_model.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS
+from bird_model.images import ImageError, load_rgb
 from bird_model.litert import QUANTIZATIONS, LiteRTModel, export_litert, export_quantized
 from bird_model.ood import OutlierDetector, calibrated
 
@@ -39,6 +42,8 @@ FLOAT = "float32"
 VARIANTS = (FLOAT, *QUANTIZATIONS)
 MAX_ACCURACY_DROP = 0.005
 """Validation accuracy an 8-bit variant may lose against float32 and still be served (0.5 points)."""
+MAX_OWN_OUTLIERS = 500
+"""Photos :func:`read_own_outliers` reads: 75 MB of pixels at 224 px, held from the start of training."""
 
 FLAT_COLOURS = ((0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 0), (0, 255, 0), (0, 0, 255),
                 (255, 255, 0), (135, 206, 235))
@@ -99,6 +104,34 @@ def reference_outliers(size: int) -> np.ndarray:
     return np.stack(pictures)
 
 
+def read_own_outliers(folder: Path, size: int) -> np.ndarray:
+    """The trainer's photos of things that are none of the classes (``train.py --outlier-photos``:
+    other birds, say), decoded as serving decodes; unreadable files are skipped and counted, links
+    are not followed, and at most :data:`MAX_OWN_OUTLIERS` are read (the first by name).
+
+    Raises :class:`bird_model.data.DatasetError` for a folder without one usable photo, before training.
+    """
+    if not folder.is_dir():
+        raise DatasetError(f"--outlier-photos {folder}: there is no such folder.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS
+                   and p.is_file() and not p.is_symlink())
+    pixels, unreadable = [], 0
+    for path in files[:MAX_OWN_OUTLIERS]:
+        try:
+            pixels.append(load_rgb(path, size))
+        except ImageError:
+            unreadable += 1
+    if not pixels:
+        raise DatasetError(f"--outlier-photos {folder}: no photo in it could be read ({FORMAT_NAMES}).")
+    skipped = []
+    if unreadable:
+        skipped.append(f"{unreadable} unreadable")
+    if len(files) > MAX_OWN_OUTLIERS:
+        skipped.append(f"{len(files) - MAX_OWN_OUTLIERS} beyond the first {MAX_OWN_OUTLIERS}")
+    print(f"Outlier photos: {len(pixels)} from {folder}" + (f" ({', '.join(skipped)}: skipped)" if skipped else ""))
+    return np.stack(pixels)
+
+
 def run_variants(paths: dict[str, Path], validation: Iterable[np.ndarray], outliers: np.ndarray) -> list[VariantRun]:
     """Every variant over the same photos, one photo at a time, the variants taking turns.
 
@@ -134,9 +167,13 @@ def run_variants(paths: dict[str, Path], validation: Iterable[np.ndarray], outli
 
 
 def choose(
-    runs: list[VariantRun], labels: np.ndarray, detector: OutlierDetector, target_pass_rate: float
+    runs: list[VariantRun], labels: np.ndarray, detector: OutlierDetector, target_pass_rate: float, own_outliers: int = 0
 ) -> list[ServingVariant]:
-    """Apply the module's rule; exactly one report comes back with ``served`` set."""
+    """Apply the module's rule; exactly one report comes back with ``served`` set.
+
+    The last ``own_outliers`` outliers of each run are the trainer's photos (:func:`read_own_outliers`):
+    the rule counts them with the reference ones, the reports apart.
+    """
     by_name = {run.name: run for run in runs}
     reference = by_name[FLOAT]
     float_accuracy = _accuracy(reference, labels)
@@ -154,12 +191,14 @@ def choose(
             size_bytes=run.size_bytes,
             accuracy=_accuracy(run, labels),
             p50_ms=_p50(run),
-            outliers_unknown=int(_outlier_verdicts(run, detector, target_pass_rate).sum()),
-            outliers=len(run.outlier_features),
+            outliers_unknown=int(verdicts[: len(verdicts) - own_outliers].sum()),
+            outliers=len(verdicts) - own_outliers,
             qualifies=run.name == FLOAT or run.name in qualifying,
             served=run.name == served,
+            own_outliers_unknown=int(verdicts[len(verdicts) - own_outliers :].sum()),
+            own_outliers=own_outliers,
         )
-        for run in runs
+        for run, verdicts in ((run, _outlier_verdicts(run, detector, target_pass_rate)) for run in runs)
     ]
 
 

@@ -89,6 +89,9 @@ class RunSettings:
     (:mod:`bird_model.quantization`); False serves float32 and skips those conversions."""
     class_names_file: Path | None = None
     """A CSV of display names per language (:mod:`bird_model.class_names`); None shows folder names."""
+    outlier_photos: Path | None = None
+    """A folder of photos that are none of the classes (other birds, say): the card reports how many
+    the served model calls unknown, and an 8-bit conversion must call unknown each one float32 does."""
     training: TrainingOptions = field(default_factory=TrainingOptions)
 
 

@@ -21,12 +21,15 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     output = tmp_path / "run"
     names_table = tmp_path / "names.csv"  # as a spreadsheet saves it: a byte-order mark, an empty cell
     names_table.write_text("\ufeffclass,id,en\r\nred bird,Burung merah,\r\n", encoding="utf-8")
+    others = make_dataset(tmp_path / "others", {"green": (0, 200, 0), "grey": (90, 90, 90)}, per_class=2)
+    (others / "green" / "notes.jpg").write_text("not a photo")
     # TensorFlow's C++ log level as a user has it (unset), not the test suite's quiet one.
     result = run_script("train.py", "--data", tiny_dataset, "--output", output, *TINY, "--fine-tune-epochs", "1",
                         "--license", "cc-by-4.0",
-                        "--class-names-file", names_table, env={"TF_CPP_MIN_LOG_LEVEL": ""})
+                        "--class-names-file", names_table, "--outlier-photos", others, env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert result.returncode == 0, result.stderr
     assert "Dataset: 12 usable photos in 2 classes" in result.stdout
+    assert f"Outlier photos: 4 from {others} (1 unreadable: skipped)" in result.stdout
     assert "Validation accuracy" in result.stdout
     assert "Devices: one device (TensorFlow's default strategy), 1 replica(s), precision float32" in result.stdout
     printed = result.stdout + result.stderr
@@ -65,6 +68,10 @@ def test_training_writes_a_complete_model_folder(tiny_dataset: Path, tmp_path: P
     variants = {variant.name: variant for variant in folder.metrics.serving_variants}
     assert list(variants) == ["float32", "dynamic-range", "full-integer"] and sum(v.served for v in variants.values()) == 1
     served = next(name for name, variant in variants.items() if variant.served)
+    caught = variants[served].own_outliers_unknown
+    assert {variant.own_outliers for variant in variants.values()} == {4} and 0 <= caught <= 4
+    assert f"and {caught} of the 4 photos of other things the trainer gave (`--outlier-photos`)" in " ".join(card.text.split())
+    assert str(others) not in (output / "README.md").read_text() + (output / "run_config.json").read_text()
     assert "model.tflite" in names and not list(output.glob("model-*-*.tflite"))
     assert ("model-float32.tflite" in names) == (served != "float32"), "float32 kept once, beside an 8-bit model"
     assert not list(tmp_path.glob(".run.partial-*")), "staging folder left behind"
@@ -83,6 +90,16 @@ def test_a_wrong_class_names_table_stops_before_training(tiny_dataset: Path, tmp
                       "--class-names-file", tmp_path / "names.csv")
     assert result.returncode == 2
     assert says in result.stderr and "Traceback" not in result.stderr
+    assert "Phase 1" not in result.stdout and not (tmp_path / "run").exists()
+
+
+def test_an_outlier_photos_folder_without_a_photo_stops_before_training(tiny_dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "others").mkdir()
+    (tmp_path / "others" / "notes.jpg").write_text("not a photo")
+    result = run_here("train.py", "--data", tiny_dataset, "--output", tmp_path / "run", *FAST,
+                      "--outlier-photos", tmp_path / "others")
+    assert result.returncode == 2
+    assert f"--outlier-photos {tmp_path / 'others'}: no photo in it could be read" in result.stderr
     assert "Phase 1" not in result.stdout and not (tmp_path / "run").exists()
 
 
