@@ -27,6 +27,7 @@ def test_metrics_keep_the_keys_of_metrics_json() -> None:
     assert list(document) == ["validation", "training", "outliers", "parent_comparison", "serving_variants"]
     assert list(document["serving_variants"][1]) == [
         "name", "size_bytes", "accuracy", "p50_ms", "outliers_unknown", "outliers", "qualifies", "served",
+        "own_outliers_unknown", "own_outliers",
     ]
     assert list(document["validation"]) == [
         "accuracy", "macro_f1", "count", "correct", "per_class", "confusion_matrix",
@@ -36,6 +37,9 @@ def test_metrics_keep_the_keys_of_metrics_json() -> None:
     assert document["validation"]["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert Metrics.from_json(document) == metrics
     assert metrics.parent_comparison.is_worse
+    older = {**document, "serving_variants": [{key: value for key, value in variant.items() if not key.startswith("own_")}
+                                              for variant in document["serving_variants"]]}
+    assert Metrics.from_json(older) == metrics, "a metrics.json from before --outlier-photos still reads"
     assert "parent_comparison" not in Metrics(split, split).to_json()
 
 
