@@ -143,7 +143,7 @@ def build(args: argparse.Namespace, environ: Mapping[str, str]) -> ServedApp:
 
     folder, model = fetched.folder, ModelIdentity.of(fetched)
     log = open_log(log_settings, model, classifier.classes, token=token)
-    about = About(model=fetched.repo_id or str(folder.config.get("model_name", "model")), revision=fetched.commit,
+    about = About(model=fetched.repo_id or folder.facts.model_name, revision=fetched.commit,
                   tag=fetched.tag, version=fetched.version())
     words = Words()
     try:

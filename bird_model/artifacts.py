@@ -81,6 +81,55 @@ class ModelFolderError(ValueError):
     """A model folder that is missing, incomplete or inconsistent; the message names the problem."""
 
 
+MAX_JSON_BYTES = 64 * 2**20
+"""Largest metadata file :func:`read_model_folder` reads (a 500-class ``metrics.json`` is about 2 MB)."""
+MAX_FACT_CHARS = 200
+"""Longest name, date or base-weights entry the app shows from a run config."""
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the app shows of the run (its name, date, base weights, training photos), typed and
+    checked once when the folder is read: a downloaded folder's run config is a stranger's file.
+    A fact an older folder lacks keeps its default; one of the wrong type stops the start."""
+
+    model_name: str = "model"
+    created_at: str = "?"
+    base_weights: str | None = None
+    """``imagenet``, a weights file's name, or None for random weights (recorded as ``none``)."""
+    training_photos: int = 0
+
+    @classmethod
+    def of(cls, config: dict[str, Any], where: Path) -> RunFacts:
+        """Raises :class:`ModelFolderError` naming the first fact of the wrong type."""
+        counts = _fact(config, ("dataset", "split_counts", "train"), dict, {}, where)
+        if not all(type(count) is int and count >= 0 for count in counts.values()):
+            raise ModelFolderError(f"{where} has dataset.split_counts.train counts that are not whole numbers.")
+        weights = _fact(config, ("base_weights",), str, None, where)
+        return cls(
+            model_name=_fact(config, ("model_name",), str, cls.model_name, where),
+            created_at=_fact(config, ("created_at",), str, cls.created_at, where),
+            base_weights=None if weights == "none" else weights,
+            training_photos=sum(counts.values()),
+        )
+
+
+def _fact(config: dict[str, Any], keys: tuple[str, ...], kind: type, default: Any, where: Path) -> Any:
+    """``config[keys[0]][keys[1]]...`` if it is a ``kind`` (a string at most :data:`MAX_FACT_CHARS`), ``default`` if absent."""
+    value: Any = config
+    for key in keys:
+        if not isinstance(value, dict):
+            raise ModelFolderError(f"{where} has {'.'.join(keys)} inside something that is not a JSON object.")
+        if value.get(key) is None:
+            return default
+        value = value[key]
+    if type(value) is not kind or kind is str and len(value) > MAX_FACT_CHARS:
+        shown = repr(value)[:60]
+        raise ModelFolderError(f"{where} has {'.'.join(keys)} {shown}; expected a {'text' if kind is str else 'JSON object'}"
+                               + (f" of at most {MAX_FACT_CHARS} characters." if kind is str else "."))
+    return value
+
+
 @dataclass(frozen=True)
 class ModelFolder:
     """A validated model folder, without the (slow to load) model itself."""
@@ -89,6 +138,8 @@ class ModelFolder:
     classes: list[str]
     config: dict[str, Any]
     metrics: Metrics
+    facts: RunFacts = RunFacts()
+    """The run config's facts the app shows, checked (:class:`RunFacts`)."""
     config_file: str = RUN_CONFIG_FILE
     """Where the run config was read from: :data:`RUN_CONFIG_FILE`, or :data:`LEGACY_CONFIG_FILE` in a legacy folder."""
 
@@ -217,7 +268,9 @@ def read_model_folder(path: Path) -> ModelFolder:
         typed_metrics = Metrics.from_json(metrics)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ModelFolderError(f"{path / METRICS_FILE} is not a metrics file of this format ({error}).") from error
-    return ModelFolder(path=path, classes=classes, config=config, metrics=typed_metrics, config_file=config_file)
+    facts = RunFacts.of(config, path / config_file)
+    return ModelFolder(path=path, classes=classes, config=config, metrics=typed_metrics, facts=facts,
+                       config_file=config_file)
 
 
 def keras_model_files(config_file: str) -> tuple[str, ...]:
@@ -240,6 +293,8 @@ def _classes_from_labels(labels: dict[str, Any], path: Path) -> list[str]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise ModelFolderError(f"{path} is larger than a model folder's metadata can be ({MAX_JSON_BYTES // 2**20} MB).")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFolderError(f"{path} is not readable JSON ({error}).") from error

@@ -64,8 +64,8 @@ class FetchedModel:
     def version(self) -> str:
         """The model's name and version as the public page and API show it: never a local path."""
         if self.repo_id is None:
-            config = self.folder.config
-            return f"{config.get('model_name', 'model')} (local, trained {str(config.get('created_at', '?'))[:10]})"
+            facts = self.folder.facts
+            return f"{facts.model_name} (local, trained {facts.created_at[:10]})"
         return f"{self.repo_id}@{self.commit[:7] if self.commit else self.revision}"
 
     def origin(self) -> str:

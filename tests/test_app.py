@@ -237,6 +237,45 @@ def test_a_downloaded_folder_with_an_impossible_image_size_is_refused(
         read_model_folder(folder)
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    ({"dataset": []}, "has dataset.split_counts.train inside something that is not a JSON object"),
+    ({"dataset": {"split_counts": {"train": {"macaw": "many"}}}}, "counts that are not whole numbers"),
+    ({"model_name": {"html": "<script>"}}, "has model_name {'html': '<script>'}; expected a text"),
+    ({"base_weights": "w" * 300}, "expected a text of at most 200 characters"),
+])
+def test_a_downloaded_folder_whose_run_config_facts_are_not_what_they_say_is_refused(
+    tiny_model: Path, tmp_path: Path, change: dict, says: str
+) -> None:
+    """What the page shows of the run (name, date, base weights, training photos) is checked when
+    the folder is read: a stranger's run config stops the start with one line, not a traceback."""
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    (folder / "run_config.json").write_text(json.dumps({**config, **change}))
+
+    result = run_here("app.py", "--model", folder)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert says in line, line
+
+
+def test_a_folder_without_the_newer_facts_is_served_with_their_defaults(tiny_model: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
+    config = json.loads((folder / "run_config.json").read_text())
+    for key in ("model_name", "created_at", "dataset"):
+        config.pop(key)
+    (folder / "run_config.json").write_text(json.dumps({**config, "base_weights": "none"}))
+    facts = read_model_folder(folder).facts
+    assert (facts.model_name, facts.created_at, facts.base_weights, facts.training_photos) == ("model", "?", None, 0)
+
+
+def test_metadata_files_larger_than_any_run_writes_are_not_read(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bird_model import artifacts
+
+    monkeypatch.setattr(artifacts, "MAX_JSON_BYTES", (tiny_model / "metrics.json").stat().st_size - 1)
+    with pytest.raises(ModelFolderError, match=r"metrics.json is larger than a model folder's metadata can be"):
+        read_model_folder(tiny_model)
+
+
 def test_a_folder_whose_model_takes_another_size_stops_the_start_in_one_line(tiny_model: Path, tmp_path: Path) -> None:
     folder = Path(shutil.copytree(tiny_model, tmp_path / "folder"))
     config = json.loads((folder / "run_config.json").read_text())

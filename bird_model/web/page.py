@@ -265,9 +265,9 @@ def description(names: dict[str, str], language: str, feedback: bool) -> str:
 
 def limits_note(folder: ModelFolder, names: dict[str, str], language: str) -> str:
     """"What this model knows and its limits", from the model folder's config and metrics."""
-    config, validation = folder.config, folder.metrics.validation
-    trained_on = sum(config.get("dataset", {}).get("split_counts", {}).get("train", {}).values())
-    weights = config.get("base_weights") or say(language, "limits_scratch")
+    validation = folder.metrics.validation
+    trained_on = folder.facts.training_photos
+    weights = folder.facts.base_weights or say(language, "limits_scratch")
     classes = ", ".join(names.values())
     if len(folder.classes) > LISTED_CLASSES:
         classes = f"<details><summary>{say(language, 'limits_all', count=len(folder.classes))}</summary>{classes}</details>"
